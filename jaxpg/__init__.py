@@ -1,0 +1,29 @@
+"""jaxpg: policy-gradient training as one compiled JAX program.
+
+    env, env_params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, env_params, num_envs=2048, total_timesteps=5_000_000)
+    state, metrics = trainer.train(jax.random.key(0))
+    returns = jaxpg.evaluate(trainer, state, jax.random.key(1), num_episodes=100)
+"""
+
+from jaxpg.evaluate import evaluate
+from jaxpg.ppo import PPO
+from jaxpg.reinforce import Reinforce
+from jaxpg.rollout import Transition, rollout
+from jaxpg.trainer import Trainer, TrainState
+
+ALGORITHMS = {"reinforce": Reinforce, "ppo": PPO}
+
+
+def make_trainer(algo: str, env, env_params, **config) -> Trainer:
+    """Builds the trainer for `algo` (one of `ALGORITHMS`) on a gymnax environment.
+
+    `config` holds the algorithm's settings and hyperparameters; see each trainer's docstring.
+    Every option is checked here, before anything compiles.
+    """
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algo](env, env_params, **config)
+
+
+__all__ = ["ALGORITHMS", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "evaluate", "make_trainer", "rollout"]

@@ -1,0 +1,61 @@
+"""Returns-to-go and generalised advantage estimation, as reverse scans over time.
+
+Arrays are time-major, `(T, ...)`. An episode boundary at step t is `terminated[t] or
+truncated[t]`: nothing flows backwards across it. Termination means the next state's value is 0;
+truncation means the episode was cut, so GAE bootstraps from the value of the observation that
+the truncated step reached (`next_values`), which gymnax returns in `info["final_observation"]`.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def returns_to_go(rewards, dones, gamma):
+    """Monte Carlo discounted returns G_t = r_t + gamma (1 - done_t) G_{t+1}.
+
+    Args:
+      rewards: `(T, ...)` float rewards.
+      dones: `(T, ...)` episode ends (terminated or truncated) after step t.
+      gamma: scalar discount.
+
+    Returns:
+      `(T, ...)` returns-to-go; the return after the last step is taken as 0.
+    """
+
+    def backward(future, step):
+        reward, done = step
+        ret = reward + gamma * (1.0 - done) * future
+        return ret, ret
+
+    _, returns = jax.lax.scan(
+        backward, jnp.zeros_like(rewards[0]), (rewards, dones.astype(rewards.dtype)), reverse=True
+    )
+    return returns
+
+
+def gae(rewards, values, next_values, terminated, truncated, gamma, gae_lambda):
+    """Generalised advantage estimation (Schulman et al. 2016).
+
+    Args:
+      rewards, values: `(T, ...)`: r_t and V(s_t) as seen during the rollout.
+      next_values: `(T, ...)` V(s_{t+1}) of the state step t reached, before any auto-reset
+        (the value of `info["final_observation"]`).
+      terminated, truncated: `(T, ...)` episode-end flags of step t.
+      gamma, gae_lambda: scalars.
+
+    Returns:
+      `(advantages, value_targets)`, each `(T, ...)`; targets are advantages + values.
+    """
+    not_terminated = 1.0 - terminated.astype(rewards.dtype)
+    not_done = not_terminated * (1.0 - truncated.astype(rewards.dtype))
+    deltas = rewards + gamma * not_terminated * next_values - values
+
+    def backward(future_advantage, step):
+        delta, continues = step
+        advantage = delta + gamma * gae_lambda * continues * future_advantage
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(
+        backward, jnp.zeros_like(rewards[0]), (deltas, not_done), reverse=True
+    )
+    return advantages, advantages + values

@@ -1,0 +1,50 @@
+"""Evaluating a trained policy on fresh episodes."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+
+@partial(jax.jit, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps"))
+def _evaluate(trainer, state, key, num_episodes, deterministic, max_steps):
+    reset_key, rollout_key = jax.random.split(key)
+    obs, env_state = trainer.reset_envs(reset_key, num_episodes)
+    step = jax.vmap(trainer.env.step, in_axes=(0, 0, 0, None))
+
+    def one_step(carry, step_key):
+        env_state, obs, total, running = carry
+        act_key, env_key = jax.random.split(step_key)
+        action = trainer.act(state, obs, act_key, deterministic=deterministic)
+        obs, env_state, reward, terminated, truncated, _ = step(
+            jax.random.split(env_key, num_episodes), env_state, action, trainer.env_params
+        )
+        total = total + running * reward
+        running = running * (1.0 - (terminated | truncated))
+        return (env_state, obs, total, running), None
+
+    ones = jnp.ones((num_episodes,))
+    (_, _, total, _), _ = jax.lax.scan(
+        one_step, (env_state, obs, 0.0 * ones, ones), jax.random.split(rollout_key, max_steps)
+    )
+    return total
+
+
+def evaluate(trainer, state, key, num_episodes: int = 100, deterministic: bool = True, max_steps=None):
+    """Undiscounted returns of `num_episodes` fresh episodes under `state`'s policy.
+
+    Args:
+      trainer: the trainer that produced `state`.
+      state: a `TrainState` (not batched: `jax.vmap` this function to evaluate many seeds).
+      key: PRNG key.
+      num_episodes: episodes, run in parallel.
+      deterministic: act with the distribution's mode (argmax or mean) rather than sampling.
+      max_steps: steps to run; defaults to the environment's `max_steps_in_episode`. Episodes
+        still running at the end are counted with the reward they collected.
+
+    Returns:
+      `(num_episodes,)` episode returns.
+    """
+    if max_steps is None:
+        max_steps = int(getattr(trainer.env_params, "max_steps_in_episode", 1000))
+    return _evaluate(trainer, state, key, num_episodes, deterministic, max_steps)

@@ -1,0 +1,82 @@
+"""Policy and value networks (flax linen). Parameters are plain pytrees.
+
+Both networks flatten the trailing `obs_ndim` observation axes, so any leading batch axes pass
+through: `(obs_shape) -> ()`, `(N, obs_shape) -> (N,)`, `(T, N, obs_shape) -> (T, N)`.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
+POLICIES = ("mlp", "linear")
+
+
+def _flatten(obs, obs_ndim):
+    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
+
+
+class MLP(nn.Module):
+    """Hidden layers with orthogonal init (gain sqrt 2) and zero biases."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, x):
+        for size in self.hidden_sizes:
+            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
+            x = ACTIVATIONS[self.activation](x)
+        return x
+
+
+class PolicyNetwork(nn.Module):
+    """Maps observations to `(outputs, log_std)` for an `ActionHead`.
+
+    `policy="mlp"`: an MLP then a linear layer with small orthogonal init (gain 0.01), so the
+    initial policy is close to uniform / zero-mean. `policy="linear"`: `outputs = K obs`, no
+    hidden layers and no bias, K initialised to zero (the linear-Gaussian policy for LQR).
+    `log_std` is a state-independent parameter of shape `(num_outputs,)` when
+    `learns_log_std`, else a zero scalar.
+    """
+
+    num_outputs: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    policy: str = "mlp"
+    learns_log_std: bool = False
+    init_log_std: float = 0.0
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs):
+        x = _flatten(obs, self.obs_ndim)
+        if self.policy == "linear":
+            outputs = nn.Dense(
+                self.num_outputs, use_bias=False, kernel_init=nn.initializers.zeros, name="gain"
+            )(x)
+        else:
+            x = MLP(self.hidden_sizes, self.activation)(x)
+            outputs = nn.Dense(self.num_outputs, kernel_init=nn.initializers.orthogonal(0.01))(x)
+        if self.learns_log_std:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.init_log_std), (self.num_outputs,)
+            )
+        else:
+            log_std = jnp.zeros(())
+        return outputs, log_std
+
+
+class ValueNetwork(nn.Module):
+    """Maps observations to a scalar state value V(s)."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs):
+        x = MLP(self.hidden_sizes, self.activation)(_flatten(obs, self.obs_ndim))
+        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]

@@ -1,0 +1,167 @@
+"""REINFORCE (Williams 1992): Monte Carlo policy gradient over complete episodes.
+
+Each iteration resets all `num_envs` environments, rolls them for `num_steps` steps (by default
+the environment's episode limit) and keeps only each environment's first episode: steps after
+its first termination or truncation are masked out. The gradient estimate is
+
+    g = 1/N sum_episodes sum_t grad log pi(a_t | s_t) (G_t - b(s_t)),
+
+with G_t the discounted return-to-go and b a baseline: `none` (0), `mean` (the batch mean of
+G over active steps) or `value` (a learned V(s), regressed on G and detached in the policy
+loss).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from jaxpg.advantages import returns_to_go
+from jaxpg.config import check_choice
+from jaxpg.rollout import rollout
+from jaxpg.trainer import COMMON_STATIC, Trainer, masked_mean
+
+BASELINES = ("none", "mean", "value")
+
+
+class Reinforce(Trainer):
+    """REINFORCE with returns-to-go, a baseline and an entropy bonus.
+
+    Settings (static): `num_envs` (episodes per iteration, 16), `num_steps` (steps rolled per
+    episode; `None` takes the environment's `max_steps_in_episode`), `total_timesteps`
+    (env steps budget, counting masked steps: `num_envs * num_steps` per iteration),
+    `baseline` (`value`), `normalize_returns` (standardise G - b over the batch, True),
+    `record_grad_variance` (False; see `_grad_variance`), and the common network settings.
+
+    Hyperparameters (traced): `lr` 1e-3, `gamma` 0.99, `ent_coef` 0, `vf_coef` 0.5,
+    `max_grad_norm` 1.0.
+    """
+
+    algo = "reinforce"
+    STATIC_DEFAULTS = {
+        **COMMON_STATIC,
+        "num_envs": 16,
+        "num_steps": None,
+        "total_timesteps": 1_000_000,
+        "baseline": "value",
+        "normalize_returns": True,
+        "record_grad_variance": False,
+    }
+    HPARAM_DEFAULTS = {"lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0}
+
+    def __init__(self, env, env_params, **config):
+        if config.get("num_steps") is None:
+            limit = getattr(env_params, "max_steps_in_episode", None)
+            if limit is None:
+                raise ValueError(
+                    "reinforce: num_steps=None takes the environment's max_steps_in_episode, "
+                    "which these env_params lack; pass num_steps (a positive integer)"
+                )
+            config = {**config, "num_steps": int(limit)}
+        super().__init__(env, env_params, **config)
+
+    def _check_static(self, static):
+        check_choice("baseline", static["baseline"], BASELINES)
+
+    def _policy_loss_terms(self, params, obs_stats, batch, hparams):
+        """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
+        outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+        log_prob = self.head.log_prob(outputs, log_std, batch.action)
+        entropy = self.head.entropy(outputs, log_std)
+        value = self.value(params, obs_stats, batch.obs)
+        return log_prob, entropy, value
+
+    def _weights(self, returns, value, mask, hparams):
+        """The policy-gradient weights G_t - b_t, optionally standardised; no gradient."""
+        baseline = self.config["baseline"]
+        if baseline == "value":
+            weights = returns - value
+        elif baseline == "mean":
+            weights = returns - masked_mean(returns, mask)
+        else:
+            weights = returns
+        if self.config["normalize_returns"]:
+            mean = masked_mean(weights, mask)
+            std = jnp.sqrt(masked_mean((weights - mean) ** 2, mask))
+            weights = (weights - mean) / (std + 1e-8)
+        return jax.lax.stop_gradient(weights)
+
+    def loss(self, params, obs_stats, batch, returns, mask, hparams):
+        """REINFORCE loss on `(T, N)` arrays; returns `(loss, aux metrics)`.
+
+        The policy term is summed over an episode's steps and averaged over episodes, so its
+        gradient is the textbook estimator above; the value regression and the entropy are
+        averaged over active steps.
+        """
+        num_episodes = mask.shape[1]
+        log_prob, entropy, value = self._policy_loss_terms(params, obs_stats, batch, hparams)
+        weights = self._weights(returns, value, mask, hparams)
+        policy_loss = -jnp.sum(mask * log_prob * weights) / num_episodes
+        mean_entropy = masked_mean(entropy, mask)
+        value_loss = masked_mean((value - returns) ** 2, mask) if self.config["baseline"] == "value" else 0.0
+        loss = policy_loss - hparams["ent_coef"] * jnp.sum(mask * entropy) / num_episodes
+        loss = loss + hparams["vf_coef"] * value_loss
+        return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy}
+
+    def _iteration(self, state):
+        hparams, config = state.hparams, self.config
+        key, reset_key, rollout_key = jax.random.split(state.key, 3)
+        obs, env_state = self.reset_envs(reset_key, config["num_envs"])
+        policy = self.rollout_policy(state.params, state.obs_stats, with_value=False)
+        (env_state, obs), batch = rollout(
+            self.env, self.env_params, policy, env_state, obs, rollout_key, config["num_steps"]
+        )
+        dones = (batch.terminated | batch.truncated).astype(jnp.float32)
+        # A step is active until (and including) its environment's first episode end.
+        mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
+        returns = returns_to_go(batch.reward, dones, hparams["gamma"])
+
+        (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            state.params, state.obs_stats, batch, returns, mask, hparams
+        )
+        params, opt_state, finite, grad_norm = self.apply_gradients(
+            state.params, state.opt_state, grads, loss, hparams
+        )
+        new_log_prob, _, _ = self._policy_loss_terms(params, state.obs_stats, batch, hparams)
+        log_ratio = new_log_prob - batch.log_prob
+        metrics = {
+            **aux,
+            "loss": loss,
+            "episode_return": jnp.mean(jnp.sum(mask * batch.reward, axis=0)),
+            "episode_length": jnp.mean(jnp.sum(mask, axis=0)),
+            "grad_norm": grad_norm,
+            "approx_kl": masked_mean(jnp.expm1(log_ratio) - log_ratio, mask),
+            "nonfinite": ~finite,
+        }
+        if config["record_grad_variance"]:
+            metrics["grad_variance"] = self._grad_variance(state, batch, returns, mask)
+        obs_stats = state.obs_stats
+        if config["normalize_observations"]:
+            obs_stats = obs_stats.update(batch.obs)
+        state = state.replace(
+            params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,
+            obs=obs, key=key,
+        )
+        return state, metrics
+
+    def _grad_variance(self, state, batch, returns, mask):
+        """Total variance of the per-episode policy-gradient estimate (trace of its covariance).
+
+        Each episode gives an estimate g_i = sum_t grad log pi(a_t|s_t) w_t of the policy
+        gradient; `g = mean_i g_i` is what the update uses. This returns
+        sum_params Var_i(g_i), so baselines can be compared by the variance they leave
+        (the variance of `g` itself is this divided by `num_envs`).
+        """
+        hparams = state.hparams
+        _, _, value = self._policy_loss_terms(state.params, state.obs_stats, batch, hparams)
+        weights = self._weights(returns, value, mask, hparams)
+
+        def episode_objective(policy_params, episode):
+            ep_batch, ep_weights, ep_mask = episode
+            params = {**state.params, "policy": policy_params}
+            log_prob, _, _ = self._policy_loss_terms(params, state.obs_stats, ep_batch, hparams)
+            return jnp.sum(ep_mask * log_prob * ep_weights)
+
+        per_episode = jax.vmap(jax.grad(episode_objective), in_axes=(None, 0))(
+            state.params["policy"],
+            jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (batch, weights, mask)),
+        )
+        return sum(jnp.sum(jnp.var(g, axis=0)) for g in jax.tree.leaves(per_episode))

@@ -1,0 +1,68 @@
+"""Collecting experience: `num_envs` vmapped environments stepped in a `lax.scan`."""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+
+class Transition(NamedTuple):
+    """One step of every environment; under `rollout` each leaf gains leading axes `(T, N)`.
+
+    `action` is the *raw* action of the `ActionHead` (see `jaxpg.distributions`), the value
+    `log_prob` scores. `final_obs` is the observation the step reached before any auto-reset:
+    the state to bootstrap from when the step was truncated.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    final_obs: jax.Array
+
+
+# policy(obs (N, ...), key) -> (raw_action, env_action, log_prob (N,), value (N,))
+Policy = Callable[[Any, jax.Array], tuple[Any, Any, jax.Array, jax.Array]]
+
+
+def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int, group_size: int = 1):
+    """Steps `N` environments `num_steps` times from the given states.
+
+    Args:
+      env, env_params: a gymnax environment; `env_params` is shared (not batched).
+      policy: see `Policy`.
+      env_state, obs: batched states and observations, leading axis N. They may be fresh
+        resets, the states a previous rollout ended in, or cloned states (GRPO groups).
+      key: PRNG key for the policy and the environments.
+      num_steps: T, static.
+      group_size: G. Consecutive blocks of G environments share their environment keys (common
+        random numbers): members of a block that take the same actions from the same state see
+        the same outcomes. 1 gives every environment its own stream.
+
+    Returns:
+      `((env_state, obs), transitions)`: the states to continue from, and a `Transition`
+      with leaves `(T, N, ...)`.
+    """
+    num_envs = jax.tree.leaves(obs)[0].shape[0]
+    vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def one_step(carry, step_key):
+        env_state, obs = carry
+        policy_key, env_key = jax.random.split(step_key)
+        raw_action, env_action, log_prob, value = policy(obs, policy_key)
+        env_keys = jax.random.split(env_key, num_envs // group_size)
+        if group_size > 1:
+            env_keys = jax.numpy.repeat(env_keys, group_size, axis=0)
+        next_obs, env_state, reward, terminated, truncated, info = vmapped_step(
+            env_keys, env_state, env_action, env_params
+        )
+        transition = Transition(
+            obs, raw_action, reward, terminated, truncated, log_prob, value,
+            info["final_observation"],
+        )
+        return (env_state, next_obs), transition
+
+    return jax.lax.scan(one_step, (env_state, obs), jax.random.split(key, num_steps))

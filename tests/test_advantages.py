@@ -1,0 +1,80 @@
+import jax
+import numpy as np
+
+from jaxpg.advantages import gae, returns_to_go
+
+
+def random_episodes(seed, T=64, N=5):
+    rng = np.random.default_rng(seed)
+    rewards = rng.normal(size=(T, N)).astype(np.float32)
+    terminated = rng.random((T, N)) < 0.08
+    truncated = (rng.random((T, N)) < 0.05) & ~terminated
+    values = rng.normal(size=(T, N)).astype(np.float32)
+    next_values = rng.normal(size=(T, N)).astype(np.float32)
+    # Where an episode goes on, the next state's value is the next step's value.
+    continues = ~(terminated | truncated)
+    next_values[:-1][continues[:-1]] = values[1:][continues[:-1]]
+    return rewards, terminated, truncated, values, next_values
+
+
+def python_returns_to_go(rewards, dones, gamma):
+    T, N = rewards.shape
+    out = np.zeros_like(rewards)
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            running = rewards[t, n] + gamma * (0.0 if dones[t, n] else running)
+            out[t, n] = running
+    return out
+
+
+def python_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+    T, N = rewards.shape
+    out = np.zeros_like(rewards)
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            bootstrap = 0.0 if terminated[t, n] else next_values[t, n]
+            delta = rewards[t, n] + gamma * bootstrap - values[t, n]
+            if terminated[t, n] or truncated[t, n]:
+                running = delta
+            else:
+                running = delta + gamma * lam * running
+            out[t, n] = running
+    return out
+
+
+def test_returns_to_go_matches_python_loop():
+    rewards, terminated, truncated, _, _ = random_episodes(0)
+    dones = terminated | truncated
+    for gamma in (0.9, 0.99, 1.0):
+        got = jax.jit(returns_to_go)(rewards, dones, gamma)
+        np.testing.assert_allclose(got, python_returns_to_go(rewards, dones, gamma), rtol=1e-5, atol=1e-5)
+
+
+def test_gae_matches_python_reference_with_terminations_and_truncations():
+    rewards, terminated, truncated, values, next_values = random_episodes(1)
+    for gamma, lam in ((0.99, 0.95), (0.9, 0.0), (1.0, 1.0)):
+        adv, targets = jax.jit(gae)(rewards, values, next_values, terminated, truncated, gamma, lam)
+        expected = python_gae(rewards, values, next_values, terminated, truncated, gamma, lam)
+        np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(targets, expected + values, rtol=1e-4, atol=1e-4)
+
+
+def test_gae_lambda_one_is_returns_to_go_minus_values():
+    rewards, terminated, _, values, next_values = random_episodes(2)
+    terminated[-1] = True  # every rollout ends its last episode, so no bootstrap is needed
+    no_truncation = np.zeros_like(terminated)
+    adv, _ = gae(rewards, values, next_values, terminated, no_truncation, 0.97, 1.0)
+    expected = python_returns_to_go(rewards, terminated, 0.97) - values
+    np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_truncation_bootstraps_and_termination_does_not():
+    rewards = np.ones((1, 2), np.float32)
+    values = np.zeros((1, 2), np.float32)
+    next_values = np.full((1, 2), 10.0, np.float32)
+    terminated = np.array([[True, False]])
+    truncated = np.array([[False, True]])
+    adv, _ = gae(rewards, values, next_values, terminated, truncated, 0.9, 0.95)
+    np.testing.assert_allclose(adv, [[1.0, 1.0 + 0.9 * 10.0]])
