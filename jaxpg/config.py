@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 
 import jax
+import numpy as np
 
 # name -> (low, high, low_inclusive, high_inclusive)
 HPARAM_RANGES = {
@@ -33,14 +34,14 @@ def check_hparam(name: str, value) -> None:
         return
     low, high, low_inc, high_inc = HPARAM_RANGES[name]
     try:
-        values = [float(v) for v in jax.numpy.ravel(jax.numpy.asarray(value))]
+        values = [float(v) for v in np.ravel(np.asarray(value, np.float64))]
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} is not a number; accepted: {_interval(*HPARAM_RANGES[name])}")
     for v in values:
         above = v >= low if low_inc else v > low
         below = v <= high if high_inc else v < high
         if not (above and below and not math.isnan(v)):
-            raise ValueError(f"{name}={v} is out of range; accepted: {_interval(*HPARAM_RANGES[name])}")
+            raise ValueError(f"{name}={v:g} is out of range; accepted: {_interval(*HPARAM_RANGES[name])}")
 
 
 def check_positive_int(name: str, value) -> int:

@@ -227,7 +227,7 @@ class Trainer:
         finite = all_finite((loss, grads, new_params))
         params = tree_where(finite, new_params, state_params)
         opt_state = tree_where(finite, new_opt_state, opt_state)
-        return params, opt_state, finite, optax.global_norm(grads)
+        return params, opt_state, finite, optax.tree.norm(grads)
 
     def _iteration(self, state: TrainState):
         raise NotImplementedError
@@ -315,8 +315,10 @@ def episode_statistics(rewards, dones, running_return, running_length):
         ret, length = carry
         reward, done = step
         ret, length = ret + reward, length + 1
-        finished = (done * ret, done * length, done)
-        return (ret * (1 - done), length * (1 - done)), finished
+        ended = done > 0
+        # `where`, not multiplication: a NaN reward must not outlive its episode.
+        finished = (jnp.where(ended, ret, 0.0), jnp.where(ended, length, 0.0), done)
+        return (jnp.where(ended, 0.0, ret), jnp.where(ended, 0.0, length)), finished
 
     (ret, length), (f_ret, f_len, f_num) = jax.lax.scan(
         forward, (running_return, running_length), (rewards, dones.astype(jnp.float32))

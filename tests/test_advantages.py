@@ -62,9 +62,10 @@ def test_gae_matches_python_reference_with_terminations_and_truncations():
 
 
 def test_gae_lambda_one_is_returns_to_go_minus_values():
-    rewards, terminated, _, values, next_values = random_episodes(2)
+    rewards, terminated, _, values, _ = random_episodes(2)
     terminated[-1] = True  # every rollout ends its last episode, so no bootstrap is needed
     no_truncation = np.zeros_like(terminated)
+    next_values = np.concatenate([values[1:], np.zeros_like(values[:1])])
     adv, _ = gae(rewards, values, next_values, terminated, no_truncation, 0.97, 1.0)
     expected = python_returns_to_go(rewards, terminated, 0.97) - values
     np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-4)
