@@ -7,11 +7,45 @@ through: `(obs_shape) -> ()`, `(N, obs_shape) -> (N,)`, `(T, N, obs_shape) -> (T
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
 POLICIES = ("mlp", "linear")
+
+
+def _orthonormal_columns(a):
+    """Q of the thin QR factorisation of a tall `(p, q)` matrix, with diag(R) > 0.
+
+    Classical Gram-Schmidt applied twice per column ("twice is enough") keeps Q orthonormal to
+    float32 precision. Why not `jnp.linalg.qr`: on the CPU it is a LAPACK custom call that,
+    batched under `vmap` (one initialisation per seed), splits its work over XLA's intra-op
+    thread pool and waits for it; two such calls running at once on a 2-thread pool wait on
+    each other forever. Plain array ops cannot deadlock.
+    """
+
+    def add_column(j, q):
+        v = a[:, j]
+        for _ in range(2):
+            v = v - q @ (q.T @ v)  # columns >= j of q are still zero
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, a.shape[1], add_column, jnp.zeros_like(a))
+
+
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser, the same distribution as `flax.linen.initializers.orthogonal`."""
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        gaussian = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
+        q = _orthonormal_columns(gaussian)
+        if rows < cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
 
 
 def _flatten(obs, obs_ndim):
@@ -27,7 +61,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
+            x = nn.Dense(size, kernel_init=orthogonal(np.sqrt(2)))(x)
             x = ACTIVATIONS[self.activation](x)
         return x
 
@@ -59,7 +93,7 @@ class PolicyNetwork(nn.Module):
             )(x)
         else:
             x = MLP(self.hidden_sizes, self.activation)(x)
-            outputs = nn.Dense(self.num_outputs, kernel_init=nn.initializers.orthogonal(0.01))(x)
+            outputs = nn.Dense(self.num_outputs, kernel_init=orthogonal(0.01))(x)
         if self.learns_log_std:
             log_std = self.param(
                 "log_std", nn.initializers.constant(self.init_log_std), (self.num_outputs,)
@@ -79,4 +113,4 @@ class ValueNetwork(nn.Module):
     @nn.compact
     def __call__(self, obs):
         x = MLP(self.hidden_sizes, self.activation)(_flatten(obs, self.obs_ndim))
-        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]
+        return nn.Dense(1, kernel_init=orthogonal(1.0))(x)[..., 0]
