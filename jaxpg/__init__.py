@@ -7,12 +7,13 @@
 """
 
 from jaxpg.evaluate import evaluate
+from jaxpg.grpo import GRPO
 from jaxpg.ppo import PPO
 from jaxpg.reinforce import Reinforce
 from jaxpg.rollout import Transition, rollout
 from jaxpg.trainer import Trainer, TrainState
 
-ALGORITHMS = {"reinforce": Reinforce, "ppo": PPO}
+ALGORITHMS = {"reinforce": Reinforce, "ppo": PPO, "grpo": GRPO}
 
 
 def make_trainer(algo: str, env, env_params, **config) -> Trainer:
@@ -26,4 +27,4 @@ def make_trainer(algo: str, env, env_params, **config) -> Trainer:
     return ALGORITHMS[algo](env, env_params, **config)
 
 
-__all__ = ["ALGORITHMS", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "evaluate", "make_trainer", "rollout"]
+__all__ = ["ALGORITHMS", "GRPO", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "evaluate", "make_trainer", "rollout"]

@@ -72,7 +72,8 @@ class PPO(Trainer):
         zeros = jnp.zeros((self.config["num_envs"],))
         return {
             "running_return": zeros, "running_length": zeros,
-            "last_return": jnp.zeros(()), "last_length": jnp.zeros(()),
+            # NaN until the first episode finishes: no return has been observed yet.
+            "last_return": jnp.full((), jnp.nan), "last_length": jnp.full((), jnp.nan),
             "discounted_return": zeros, "return_stats": RunningStats.create(),
         }
 

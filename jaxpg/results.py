@@ -69,9 +69,9 @@ def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
 
     returns = np.asarray(metrics["episode_return"])
     steps = np.asarray(metrics["env_steps"])[0]
-    mean, std = returns.mean(axis=0), returns.std(axis=0)
+    mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.fill_between(steps, returns.min(axis=0), returns.max(axis=0), alpha=0.15, label="min-max")
+    ax.fill_between(steps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), alpha=0.15, label="min-max")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3, label="mean +- std")
     ax.plot(steps, mean, label=f"mean of {returns.shape[0]} seeds")
     ax.set_xlabel("environment steps (per seed)")

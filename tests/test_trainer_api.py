@@ -20,6 +20,12 @@ def cartpole():
     return envs.make("CartPole-v1")
 
 
+@pytest.fixture(scope="module")
+def trainers(cartpole):
+    """One trainer per algorithm for the whole module, so compiled programs are reused."""
+    return {algo: jaxpg.make_trainer(algo, *cartpole, **config) for algo, config in SMALL.items()}
+
+
 def leaves(tree):
     """Leaves as arrays, PRNG keys as their raw data."""
     return [jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
@@ -32,8 +38,8 @@ def trees_close(a, b, **tol):
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "ppo"])
-def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, cartpole):
-    trainer = jaxpg.make_trainer(algo, *cartpole, **SMALL[algo])
+def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, trainers):
+    trainer = trainers[algo]
     keys = jax.random.split(jax.random.key(7), 3)
     first = trainer.train(keys[1])
     again = trainer.train(keys[1])
@@ -46,11 +52,11 @@ def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, cartpole)
     assert batched_metrics["episode_return"].shape == (3, trainer.num_iterations)
 
 
-def test_hparams_are_traced_leaves_that_vmap(cartpole):
-    trainer = jaxpg.make_trainer("reinforce", *cartpole, **SMALL["reinforce"])
+def test_hparams_are_traced_leaves_that_vmap(trainers):
+    trainer = trainers["reinforce"]
     assert set(trainer.hparams) == {"lr", "gamma", "ent_coef", "vf_coef", "max_grad_norm"}
     lrs = jnp.array([1e-4, 3e-3])
-    key = jax.random.key(3)
+    key = jax.random.key(7)
     state, _ = jax.jit(jax.vmap(lambda lr: trainer.train(key, {"lr": lr})))(lrs)
     np.testing.assert_allclose(state.hparams["lr"], lrs)
     single, _ = trainer.train(key, {"lr": 3e-3})
@@ -58,8 +64,8 @@ def test_hparams_are_traced_leaves_that_vmap(cartpole):
     assert not np.allclose(*[np.asarray(jax.tree.leaves(state.params)[0][i]) for i in range(2)])
 
 
-def test_step_init_act_evaluate(cartpole):
-    trainer = jaxpg.make_trainer("ppo", *cartpole, **SMALL["ppo"])
+def test_step_init_act_evaluate(trainers):
+    trainer = trainers["ppo"]
     state = trainer.init(jax.random.key(0))
     state, metrics = trainer.step(state)
     assert int(state.iteration) == 1
@@ -74,10 +80,10 @@ def test_step_init_act_evaluate(cartpole):
     assert returns.shape == (7,) and bool((returns >= 1).all())
 
 
-def test_bad_input_is_rejected_before_compiling(cartpole):
+def test_bad_input_is_rejected_before_compiling(cartpole, trainers):
     env, params = cartpole
     cases = [
-        (dict(algo="sac"), "unknown algorithm 'sac'; accepted: reinforce, ppo"),
+        (dict(algo="sac"), "unknown algorithm 'sac'; accepted: reinforce, ppo, grpo"),
         (dict(num_envs=0), "num_envs=0 must be a positive integer"),
         (dict(num_steps=-3), "num_steps=-3 must be a positive integer"),
         (dict(lr=0.0), r"lr=0 is out of range; accepted: \(0.0, inf\)"),
@@ -100,7 +106,7 @@ def test_bad_input_is_rejected_before_compiling(cartpole):
         jaxpg.make_trainer("ppo", env, params, num_minibatches=3)
     with pytest.raises(ValueError, match="clip_eps=1 is out of range"):
         jaxpg.make_trainer("ppo", env, params, clip_eps=1.0)
-    trainer = jaxpg.make_trainer("reinforce", env, params, **SMALL["reinforce"])
+    trainer = trainers["reinforce"]
     with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['clip_eps'\]"):
         trainer.train(jax.random.key(0), {"clip_eps": 0.1})
     with pytest.raises(ValueError, match="gamma=2 is out of range"):
