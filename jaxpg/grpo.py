@@ -95,10 +95,13 @@ class GRPO(Trainer):
     """GRPO on any gymnax environment; names follow TRL's `GRPOConfig` where it has the option.
 
     Settings (static):
-      `num_groups` (16): groups per iteration, each from one fresh reset.
-      `group_size` (8): G members per group (TRL: `num_generations`); must be >= 2.
+      `num_groups` (8): groups per iteration, each from one fresh reset.
+      `group_size` (4): G members per group (TRL: `num_generations`); must be >= 2. With 8
+        groups of 4, a CartPole iteration is 32 episodes, like REINFORCE's batch, and the
+        defaults solve CartPole (return 500) within the default budget.
       `max_steps` (None): rollout horizon; None takes the env's `max_steps_in_episode`.
-      `total_timesteps`: budget, `num_groups * group_size * max_steps` per iteration.
+      `total_timesteps` (1.6M): budget, `num_groups * group_size * max_steps` per iteration
+        (100 iterations on CartPole).
       `num_iterations` (1): updates on each batch (TRL: `num_iterations`, "mu" in the paper).
       `num_minibatches` (1): minibatches per update, split over members.
       `scale_rewards` ("group"): TRL's `scale_rewards`; `group`, `batch` or `none`.
@@ -108,7 +111,7 @@ class GRPO(Trainer):
       `policy_params` (None): initial policy parameters (e.g. an SFT policy); by default the
         reference policy is the initial policy, whichever it is.
 
-    Hyperparameters (traced): `lr` 3e-4, `gamma` 1.0 (a member's return is its undiscounted
+    Hyperparameters (traced): `lr` 1e-3 (Adam; what the CartPole default needs), `gamma` 1.0 (a member's return is its undiscounted
     sum, as for LLM rewards), `clip_eps` 0.2 (TRL `epsilon`), `clip_eps_high` = `clip_eps`
     unless given (TRL `epsilon_high`; DAPO uses 0.28), `beta` 0.0 (TRL's default: KL is left
     out unless asked for), `ent_coef` 0.0, `max_grad_norm` 1.0 (TRL's default).
@@ -119,10 +122,10 @@ class GRPO(Trainer):
         **COMMON_STATIC,
         "num_envs": None,
         "num_steps": None,
-        "num_groups": 16,
-        "group_size": 8,
+        "num_groups": 8,
+        "group_size": 4,
         "max_steps": None,
-        "total_timesteps": 1_000_000,
+        "total_timesteps": 1_600_000,
         "num_iterations": 1,
         "num_minibatches": 1,
         "scale_rewards": "group",
@@ -131,7 +134,7 @@ class GRPO(Trainer):
         "common_random_numbers": True,
     }
     HPARAM_DEFAULTS = {
-        "lr": 3e-4, "gamma": 1.0, "clip_eps": 0.2, "clip_eps_high": None, "beta": 0.0,
+        "lr": 1e-3, "gamma": 1.0, "clip_eps": 0.2, "clip_eps_high": None, "beta": 0.0,
         "ent_coef": 0.0, "max_grad_norm": 1.0,
     }
 

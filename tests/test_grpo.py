@@ -93,3 +93,36 @@ def test_bad_configs_are_rejected_naming_the_field():
     for options, message in cases:
         with pytest.raises(ValueError, match=message):
             jaxpg.make_trainer("grpo", env, params, **options)
+
+
+def test_group_members_start_identical_and_common_random_numbers_couple_them():
+    env, params = envs.make("CartPole-v1")
+    groups, size, steps = 3, 4, 120
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), groups), params)
+    obs, state = jax.tree.map(lambda x: jnp.repeat(x, size, axis=0), (obs, state))
+    always_right = lambda o, k: (jnp.ones(o.shape[0], jnp.int32),) * 2 + (jnp.zeros(o.shape[0]),) * 2
+
+    def trajectories(group_size):
+        _, batch = jaxpg.rollout(env, params, always_right, state, obs, jax.random.key(1), steps, group_size)
+        return np.asarray(batch.obs).reshape(steps, groups, size, 4)
+
+    shared = trajectories(size)
+    assert np.all(shared[0] == shared[0, :, :1])  # identical start states
+    # With common random numbers, identical actions give identical outcomes, resets included.
+    assert np.all(shared == shared[:, :, :1])
+    independent = trajectories(1)
+    assert np.all(independent[0] == independent[0, :, :1])
+    assert not np.all(independent == independent[:, :, :1])  # after the first reset they differ
+
+
+def test_grpo_defaults_learn_cartpole():
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("grpo", env, params, progress=False)
+    keys = jax.random.split(jax.random.key(0), 2)
+    state, metrics = jax.jit(jax.vmap(trainer.train))(keys)
+    returns = jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, 32))(state, jax.random.split(jax.random.key(9), 2))
+    assert float(returns.mean()) >= 475, returns.mean(axis=1)
+    assert float(np.asarray(metrics["episode_return"])[:, 0].mean()) < 60
+    for name in ("group_return_std", "zero_spread_fraction", "clip_fraction_low", "clip_fraction_high",
+                 "kl_to_reference", "approx_kl", "entropy", "grad_norm"):
+        assert np.isfinite(np.asarray(metrics[name])).all(), name
