@@ -53,7 +53,7 @@ def pendulum_trainer(total_timesteps, distribution="gaussian", **overrides):
     env, params = envs.make("Pendulum-v1")
     config = dict(
         num_envs=16, num_steps=128, total_timesteps=total_timesteps, update_epochs=10,
-        num_minibatches=16, lr=1e-3, gamma=0.95, gae_lambda=0.95, ent_coef=0.0,
+        num_minibatches=4, lr=1e-3, gamma=0.95, gae_lambda=0.95, ent_coef=0.0,
         normalize_rewards=True, distribution=distribution, init_std=1.0, progress=False,
     )
     config.update(overrides)
