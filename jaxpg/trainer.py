@@ -68,11 +68,6 @@ def tree_where(condition, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
-def all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.stack(leaves).all()
-
-
 def masked_mean(x, mask):
     return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
@@ -215,7 +210,7 @@ class Trainer:
     def apply_gradients(self, state_params, opt_state, grads, loss, hparams):
         """One optimiser step that refuses to make anything non-finite.
 
-        If the loss, a gradient or an updated parameter is NaN or infinite, the parameters and
+        If the loss or a gradient is NaN or infinite, the parameters and
         optimiser state are kept as they were and `finite` is False, so nothing learned so far
         is lost and the metrics say at which update it happened.
 
@@ -224,10 +219,14 @@ class Trainer:
         """
         updates, new_opt_state = self.optimizer(hparams).update(grads, opt_state, state_params)
         new_params = optax.apply_updates(state_params, updates)
-        finite = all_finite((loss, grads, new_params))
+        # The global norm is finite iff every gradient is; checking it and the loss costs one
+        # scalar test instead of a reduction over every parameter (the norm is shared with
+        # the clipping transform after common-subexpression elimination).
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         params = tree_where(finite, new_params, state_params)
         opt_state = tree_where(finite, new_opt_state, opt_state)
-        return params, opt_state, finite, optax.tree.norm(grads)
+        return params, opt_state, finite, grad_norm
 
     def _iteration(self, state: TrainState):
         raise NotImplementedError
@@ -301,6 +300,12 @@ def warn_nonfinite(nonfinite) -> None:
 def episode_statistics(rewards, dones, running_return, running_length):
     """Returns and lengths of the episodes that finish inside a rollout.
 
+    Computed with prefix sums and a running maximum over time rather than a sequential scan:
+    an episode ending at step t earned cumsum(r)[t] minus the cumsum at the previous episode
+    end (or plus the partial return carried in from the last rollout). Non-finite rewards are
+    counted as 0 here, so one bad reward cannot poison every later statistic (the update that
+    sees it is still flagged `nonfinite`).
+
     Args:
       rewards, dones: `(T, N)`.
       running_return, running_length: `(N,)` partial episode sums carried from the previous
@@ -310,17 +315,23 @@ def episode_statistics(rewards, dones, running_return, running_length):
       `(running_return, running_length, finished_return_sum, finished_length_sum,
       num_finished)`.
     """
+    steps = jnp.arange(rewards.shape[0])[:, None]
+    ended = dones > 0
+    last_end = jax.lax.cummax(jnp.where(ended, steps, -1), axis=0)
+    previous_end = jnp.concatenate([jnp.full_like(last_end[:1], -1), last_end[:-1]])
 
-    def forward(carry, step):
-        ret, length = carry
-        reward, done = step
-        ret, length = ret + reward, length + 1
-        ended = done > 0
-        # `where`, not multiplication: a NaN reward must not outlive its episode.
-        finished = (jnp.where(ended, ret, 0.0), jnp.where(ended, length, 0.0), done)
-        return (jnp.where(ended, 0.0, ret), jnp.where(ended, 0.0, length)), finished
+    def since_previous_end(increments, carried):
+        total = jnp.cumsum(increments, axis=0)
+        at = lambda index: jnp.take_along_axis(total, jnp.maximum(index, 0), axis=0)
+        base = jnp.where(previous_end >= 0, at(previous_end), -carried)
+        final_base = jnp.where(last_end[-1] >= 0, at(last_end[-1:])[0], -carried)
+        return total - base, total[-1] - final_base
 
-    (ret, length), (f_ret, f_len, f_num) = jax.lax.scan(
-        forward, (running_return, running_length), (rewards, dones.astype(jnp.float32))
+    clean = jnp.where(jnp.isfinite(rewards), rewards, 0.0)
+    returns, running_return = since_previous_end(clean, running_return)
+    lengths, running_length = since_previous_end(jnp.ones_like(clean), running_length)
+    return (
+        running_return, running_length,
+        jnp.sum(jnp.where(ended, returns, 0.0)), jnp.sum(jnp.where(ended, lengths, 0.0)),
+        jnp.sum(ended.astype(jnp.float32)),
     )
-    return ret, length, f_ret.sum(), f_len.sum(), f_num.sum()

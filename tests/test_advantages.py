@@ -79,3 +79,29 @@ def test_truncation_bootstraps_and_termination_does_not():
     truncated = np.array([[False, True]])
     adv, _ = gae(rewards, values, next_values, terminated, truncated, 0.9, 0.95)
     np.testing.assert_allclose(adv, [[1.0, 1.0 + 0.9 * 10.0]])
+
+
+def test_episode_statistics_match_a_python_loop():
+    from jaxpg.trainer import episode_statistics
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        T, N = 40, 6
+        rewards = rng.normal(size=(T, N)).astype(np.float32)
+        dones = rng.random((T, N)) < 0.15
+        carried_return = rng.normal(size=N).astype(np.float32)
+        carried_length = rng.integers(0, 9, N).astype(np.float32)
+        ret, length = carried_return.copy(), carried_length.copy()
+        finished = [0.0, 0.0, 0]
+        for t in range(T):
+            ret += rewards[t]
+            length += 1
+            for n in np.flatnonzero(dones[t]):
+                finished[0] += ret[n]
+                finished[1] += length[n]
+                finished[2] += 1
+                ret[n] = length[n] = 0
+        got = episode_statistics(rewards, dones, carried_return, carried_length)
+        np.testing.assert_allclose(got[0], ret, atol=1e-4)
+        np.testing.assert_allclose(got[1], length, atol=1e-4)
+        np.testing.assert_allclose([float(x) for x in got[2:]], finished, rtol=1e-4, atol=1e-3)
