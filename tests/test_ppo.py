@@ -73,7 +73,7 @@ def test_every_continuous_distribution_makes_progress_on_pendulum(distribution):
     """A short run must lift Pendulum's return well above a random policy's (about -1200)."""
     overrides = {"init_std": 0.5} if distribution == "fixed_std_gaussian" else {}
     trainer = pendulum_trainer(16 * 128 * 40, distribution, **overrides)
-    evaluated, curve = final_returns(trainer, 2)
+    evaluated, curve = final_returns(trainer, 1)
     assert np.nanmean(curve[:, :3]) < -1000
     assert evaluated.mean() > -900, evaluated
 
