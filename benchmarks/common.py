@@ -18,20 +18,11 @@ from pathlib import Path
 
 import jax
 
+from jaxpg.results import cpu_model
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 _PACKAGES = ("jax", "jaxlib", "gymnax", "flax", "optax", "numpy")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:
@@ -54,7 +45,7 @@ def machine_info() -> dict:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": cores,
         "backend": jax.default_backend(),
         "devices": [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices()],

@@ -26,11 +26,12 @@ def device_description() -> str:
     devices = jax.devices()
     kind = devices[0].device_kind
     if devices[0].platform == "cpu":
-        kind = f"{_cpu_model()} ({os.cpu_count()} cores)"
+        kind = f"{cpu_model()} ({os.cpu_count()} cores)"
     return f"{len(devices)} x {devices[0].platform}: {kind}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or what `platform` knows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
