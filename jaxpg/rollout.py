@@ -48,14 +48,19 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
     """
     num_envs = jax.tree.leaves(obs)[0].shape[0]
     vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    # Every key of the rollout is split here, in two batched calls, rather than inside the
+    # loop: on a CPU each threefry call in the step is a small loop of its own, and with few
+    # environments those calls cost more than the networks.
+    policy_key, env_key = jax.random.split(key)
+    policy_keys = jax.random.split(policy_key, num_steps)
+    env_keys = jax.random.split(env_key, (num_steps, num_envs // group_size))
+    if group_size > 1:
+        env_keys = jax.numpy.repeat(env_keys, group_size, axis=1)
 
-    def one_step(carry, step_key):
+    def one_step(carry, step_keys):
         env_state, obs = carry
-        policy_key, env_key = jax.random.split(step_key)
+        policy_key, env_keys = step_keys
         raw_action, env_action, log_prob, value = policy(obs, policy_key)
-        env_keys = jax.random.split(env_key, num_envs // group_size)
-        if group_size > 1:
-            env_keys = jax.numpy.repeat(env_keys, group_size, axis=0)
         next_obs, env_state, reward, terminated, truncated, info = vmapped_step(
             env_keys, env_state, env_action, env_params
         )
@@ -65,4 +70,4 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
         )
         return (env_state, next_obs), transition
 
-    return jax.lax.scan(one_step, (env_state, obs), jax.random.split(key, num_steps))
+    return jax.lax.scan(one_step, (env_state, obs), (policy_keys, env_keys))
