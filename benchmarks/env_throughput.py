@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 import jax
 import jax.numpy as jnp
 import gymnax
+import numpy as np
 
 import envs
 from benchmarks import common
@@ -123,6 +124,28 @@ def build_env(env_id: str):
     return ours, twin
 
 
+def memory_per_env(env, params, rollout, num_envs: int, args) -> dict:
+    """Bytes per parallel env: its state, and the timed program's temporaries.
+
+    `state_bytes` sums the leaves of one `EnvState` and its observation. `temp_bytes` is XLA's
+    memory analysis of the compiled rollout (the executable the timing ran, taken from jit's
+    cache): its scratch buffers (the scan's carries, per-step draws and scores) divided by N.
+    Shared parameters (SearchRanking's catalog) are constants of the program and not counted;
+    `params_bytes` gives their size once.
+    """
+    obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
+    def nbytes(tree):  # leaves may be arrays, shape structs or Python numbers
+        return sum(int(np.prod(np.shape(x))) * np.result_type(x).itemsize for x in jax.tree.leaves(tree))
+
+    stats = rollout.lower(*args).compile().memory_analysis()
+    temp = getattr(stats, "temp_size_in_bytes", None) if stats is not None else None
+    return {
+        "state_bytes": nbytes(state) + nbytes(obs),
+        "temp_bytes": None if temp is None else temp / num_envs,
+        "params_bytes": nbytes(params),
+    }
+
+
 def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: int) -> dict:
     """Times ours (and gymnax's twin) at one N; returns compile, steady and alternated timings."""
     key = jax.random.key(seed)
@@ -137,6 +160,9 @@ def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: in
         compile_s, run_s = common.time_compiled(rollout, reset_key, key_pool, action_pool)
         result["compile_s"][name] = compile_s
         result["steady_run_s"][name] = run_s
+        if name == "ours":
+            result["memory_per_env"] = memory_per_env(
+                env, params, rollout, num_envs, (reset_key, key_pool, action_pool))
 
         def call(name=name, rollout=rollout):
             last[name] = rollout(reset_key, key_pool, action_pool)
@@ -162,6 +188,12 @@ def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: in
 
 def _fmt_rate(x) -> str:
     return "—" if x is None else f"{x / 1e6:,.2f} M" if x >= 1e6 else f"{x / 1e3:,.1f} k"
+
+
+def _fmt_bytes(x) -> str:
+    if x is None:
+        return "—"
+    return f"{x / 1e6:,.2f} MB" if x >= 1e6 else f"{x / 1e3:,.1f} kB" if x >= 1e3 else f"{x:,.0f} B"
 
 
 def main(argv=None) -> int:
@@ -206,6 +238,8 @@ def main(argv=None) -> int:
                 "—" if ratio is None else f"{ratio:.2f}x",
                 f"{r['compile_s']['ours']:.2f}",
                 "—" if twin is None else f"{r['compile_s']['gymnax']:.2f}",
+                _fmt_bytes(r["memory_per_env"]["state_bytes"]),
+                _fmt_bytes(r["memory_per_env"]["temp_bytes"]),
             ])
             print(f"  {env_id} N={n}: ours {_fmt_rate(r['steps_per_s']['ours'])}steps/s"
                   + ("" if ratio is None else f", ours/gymnax {ratio:.2f}x"), flush=True)
@@ -215,11 +249,13 @@ def main(argv=None) -> int:
         return 1
     table = common.markdown_table(
         ["env", "N envs", "steps", "ours steps/s", "gymnax steps/s", "ours/gymnax",
-         "compile ours (s)", "compile gymnax (s)"],
+         "compile ours (s)", "compile gymnax (s)", "state / env", "temporaries / env"],
         rows,
     )
     caption = ("steps = scan length per call; steps/s from the median call; ours/gymnax = "
-               f"median of the alternated rounds' ratios; {common.device_label(info)}")
+               "median of the alternated rounds' ratios; memory per env (ours): its EnvState and "
+               "observation, and XLA's temporary buffers of the timed program / N (shared "
+               f"parameters not counted); {common.device_label(info)}")
     print()
     print(table)
     print()

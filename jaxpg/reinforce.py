@@ -7,8 +7,11 @@ its first termination or truncation are masked out. The gradient estimate is
     g = 1/N sum_episodes sum_t grad log pi(a_t | s_t) (G_t - b(s_t)),
 
 with G_t the discounted return-to-go and b a baseline: `none` (0), `mean` (the batch mean of
-G over active steps) or `value` (a learned V(s), regressed on G and detached in the policy
-loss).
+G over active steps), `moving_average` (a scalar: an exponential moving average, decay
+`baseline_decay`, of earlier iterations' mean G; the "vanilla REINFORCE" of the textbook's Lab
+8.1b) or `value` (a learned V(s), regressed on G and detached in the policy loss). With
+`normalize_returns` the weights are re-centred on their batch mean, which makes every scalar
+baseline equivalent; compare baselines with `normalize_returns=False`.
 """
 
 import jax
@@ -19,7 +22,7 @@ from jaxpg.config import check_choice
 from jaxpg.rollout import rollout
 from jaxpg.trainer import COMMON_STATIC, Trainer, masked_mean
 
-BASELINES = ("none", "mean", "value")
+BASELINES = ("none", "mean", "value", "moving_average")
 
 
 class Reinforce(Trainer):
@@ -32,7 +35,9 @@ class Reinforce(Trainer):
     `record_grad_variance` (False; see `_grad_variance`), and the common network settings.
 
     Hyperparameters (traced): `lr` 1e-3, `gamma` 0.99, `ent_coef` 0, `vf_coef` 0.5,
-    `max_grad_norm` 1.0.
+    `max_grad_norm` 1.0, `baseline_decay` 0.9 (the `moving_average` baseline's decay, in
+    [0, 1): it averages about 1 / (1 - decay) = 10 iterations, enough to smooth a batch's noise
+    while following the policy's improvement; 0 uses the previous batch's mean).
     """
 
     algo = "reinforce"
@@ -45,7 +50,10 @@ class Reinforce(Trainer):
         "normalize_returns": True,
         "record_grad_variance": False,
     }
-    HPARAM_DEFAULTS = {"lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0}
+    HPARAM_DEFAULTS = {
+        "lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0,
+        "baseline_decay": 0.9,
+    }
 
     def __init__(self, env, env_params, **config):
         if config.get("num_steps") is None:
@@ -60,6 +68,31 @@ class Reinforce(Trainer):
 
     def _check_static(self, static):
         check_choice("baseline", static["baseline"], BASELINES)
+
+    def _init_extra(self, key, params, hparams):
+        # Running sums of the `moving_average` baseline (see `_moving_average`).
+        return {"baseline_total": jnp.float32(0.0), "baseline_weight": jnp.float32(0.0)}
+
+    def _moving_average(self, extra, returns, mask, hparams):
+        """The `moving_average` baseline b for this batch, and `extra` updated with this batch.
+
+        b is the exponential moving average (decay `baseline_decay`) of earlier iterations' mean
+        return-to-go over active steps, bias-corrected as Adam's moments are, so that the first
+        iterations are not pulled toward 0; b = 0 before any batch. Only earlier batches enter
+        b, so it does not depend on this batch's actions and the gradient stays unbiased.
+
+        Returns:
+          `(b scalar, extra)`.
+        """
+        total, weight = extra["baseline_total"], extra["baseline_weight"]
+        baseline = jnp.where(weight > 0.0, total / jnp.maximum(weight, 1e-30), 0.0)
+        decay = hparams["baseline_decay"]
+        extra = {
+            **extra,
+            "baseline_total": decay * total + (1.0 - decay) * masked_mean(returns, mask),
+            "baseline_weight": decay * weight + (1.0 - decay),
+        }
+        return baseline, extra
 
     def _policy_loss_terms(self, params, obs_stats, batch, hparams):
         """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
@@ -76,7 +109,7 @@ class Reinforce(Trainer):
             weights = returns - value
         elif baseline == "mean":
             weights = returns - masked_mean(returns, mask)
-        else:
+        else:  # `none`, and `moving_average`, whose b `_iteration` subtracts from the returns
             weights = returns
         if self.config["normalize_returns"]:
             mean = masked_mean(weights, mask)
@@ -113,6 +146,10 @@ class Reinforce(Trainer):
         # A step is active until (and including) its environment's first episode end.
         mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
         returns = returns_to_go(batch.reward, dones, hparams["gamma"])
+        extra = state.extra
+        if config["baseline"] == "moving_average":
+            baseline, extra = self._moving_average(extra, returns, mask, hparams)
+            returns = returns - baseline
 
         (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
             state.params, state.obs_stats, batch, returns, mask, hparams
@@ -138,7 +175,7 @@ class Reinforce(Trainer):
             obs_stats = obs_stats.update(batch.obs)
         state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,
-            obs=obs, key=key,
+            obs=obs, key=key, extra=extra,
         )
         return state, metrics
 
