@@ -12,6 +12,14 @@ G over active steps), `moving_average` (a scalar: an exponential moving average,
 8.1b) or `value` (a learned V(s), regressed on G and detached in the policy loss). With
 `normalize_returns` the weights are re-centred on their batch mean, which makes every scalar
 baseline equivalent; compare baselines with `normalize_returns=False`.
+
+KL penalty (for RLHF fine-tuning, as the textbook and Ziegler et al. 2019 do it): with weight
+`beta` > 0, every step's reward becomes r_t - beta * log(pi(a_t|s_t) / pi_ref(a_t|s_t)), pi_ref
+a frozen reference policy (the initial policy: random, or the `policy_params` given, e.g. an SFT
+policy). This k1 penalty in the reward is the one whose score-function gradient is unbiased for
+the gradient of KL(pi || pi_ref); the k3 estimator, as GRPO adds it to the loss, is not (its
+expected gradient is that of KL(pi_ref || pi)). The reported `kl_to_reference` is the k3
+estimate of KL(pi || pi_ref) on the rollout: same expectation as k1, never negative.
 """
 
 import jax
@@ -19,6 +27,7 @@ import jax.numpy as jnp
 
 from jaxpg.advantages import returns_to_go
 from jaxpg.config import check_choice
+from jaxpg.grpo import k3_kl
 from jaxpg.rollout import rollout
 from jaxpg.trainer import COMMON_STATIC, Trainer, masked_mean
 
@@ -35,9 +44,14 @@ class Reinforce(Trainer):
     `record_grad_variance` (False; see `_grad_variance`), and the common network settings.
 
     Hyperparameters (traced): `lr` 1e-3, `gamma` 0.99, `ent_coef` 0, `vf_coef` 0.5,
-    `max_grad_norm` 1.0, `baseline_decay` 0.9 (the `moving_average` baseline's decay, in
-    [0, 1): it averages about 1 / (1 - decay) = 10 iterations, enough to smooth a batch's noise
-    while following the policy's improvement; 0 uses the previous batch's mean).
+    `max_grad_norm` 1.0, `beta` 0 (weight of the KL penalty to the reference policy; 0 is
+    plain REINFORCE, bit for bit), `baseline_decay` 0.9 (the `moving_average` baseline's decay,
+    in [0, 1): it averages about 1 / (1 - decay) = 10 iterations, enough to smooth a batch's
+    noise while following the policy's improvement; 0 uses the previous batch's mean).
+
+    `policy_params` (constructor argument, default None): initial policy parameters (e.g. an
+    SFT policy from `jaxpg.rlhf.behaviour_cloning`); they are also the frozen reference of the
+    KL penalty. None starts from a fresh initialisation, which is then the reference.
     """
 
     algo = "reinforce"
@@ -51,11 +65,11 @@ class Reinforce(Trainer):
         "record_grad_variance": False,
     }
     HPARAM_DEFAULTS = {
-        "lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0,
+        "lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0, "beta": 0.0,
         "baseline_decay": 0.9,
     }
 
-    def __init__(self, env, env_params, **config):
+    def __init__(self, env, env_params, policy_params=None, **config):
         if config.get("num_steps") is None:
             limit = getattr(env_params, "max_steps_in_episode", None)
             if limit is None:
@@ -65,9 +79,25 @@ class Reinforce(Trainer):
                 )
             config = {**config, "num_steps": int(limit)}
         super().__init__(env, env_params, **config)
+        if policy_params is not None:
+            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
+            shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+            if jax.tree.structure(policy_params) != jax.tree.structure(expected) or shapes(policy_params) != shapes(expected):
+                raise ValueError(
+                    f"policy_params do not fit this trainer's policy network; accepted: parameters "
+                    f"shaped {shapes(expected)}"
+                )
+        self._initial_policy_params = policy_params
 
     def _check_static(self, static):
         check_choice("baseline", static["baseline"], BASELINES)
+
+    def _init(self, key, hparams):
+        state = super()._init(key, hparams)
+        if self._initial_policy_params is not None:
+            params = {**state.params, "policy": self._initial_policy_params}
+            state = state.replace(params=params, opt_state=self.init_opt_state(params, hparams))
+        return state.replace(extra={**state.extra, "reference": state.params["policy"]})
 
     def _init_extra(self, key, params, hparams):
         # Running sums of the `moving_average` baseline (see `_moving_average`).
@@ -93,6 +123,15 @@ class Reinforce(Trainer):
             "baseline_weight": decay * weight + (1.0 - decay),
         }
         return baseline, extra
+
+    def _reference_log_prob(self, reference, obs_stats, batch):
+        """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference: `(T, N)`."""
+        outputs, log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
+        return jax.lax.stop_gradient(self.head.log_prob(outputs, log_std, batch.action))
+
+    def _penalised_rewards(self, batch, ref_log_prob, hparams):
+        """r_t - beta * log(pi / pi_ref) at the sampled actions (the k1 penalty): `(T, N)`."""
+        return batch.reward - hparams["beta"] * (batch.log_prob - ref_log_prob)
 
     def _policy_loss_terms(self, params, obs_stats, batch, hparams):
         """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
@@ -145,7 +184,9 @@ class Reinforce(Trainer):
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         # A step is active until (and including) its environment's first episode end.
         mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
-        returns = returns_to_go(batch.reward, dones, hparams["gamma"])
+        ref_log_prob = self._reference_log_prob(state.extra["reference"], state.obs_stats, batch)
+        rewards = self._penalised_rewards(batch, ref_log_prob, hparams)
+        returns = returns_to_go(rewards, dones, hparams["gamma"])
         extra = state.extra
         if config["baseline"] == "moving_average":
             baseline, extra = self._moving_average(extra, returns, mask, hparams)
@@ -166,6 +207,7 @@ class Reinforce(Trainer):
             "episode_length": jnp.mean(jnp.sum(mask, axis=0)),
             "grad_norm": grad_norm,
             "approx_kl": masked_mean(jnp.expm1(log_ratio) - log_ratio, mask),
+            "kl_to_reference": masked_mean(k3_kl(batch.log_prob, ref_log_prob), mask),
             "nonfinite": ~finite,
         }
         if config["record_grad_variance"]:
