@@ -27,9 +27,9 @@ steps, and gives the same numbers. Compile and run seconds are reported apart.
     python benchmarks/search_labs.py --quick     # 1,000 products, 8 seeds, 100 iterations
     python benchmarks/search_labs.py             # 10,000 products (the spec's), 300 iterations
 
-Nine programs compile (about 20-70 s each on a shared 2-core CPU at load average 5-7, three
-quarters of `--quick`'s 11 minutes there); the full size simulates 10x the catalog per step and
-3x the iterations, so it is meant for a GPU or a free many-core CPU.
+Nine programs compile, 9 to 16 s each on a 2-core CPU: `--quick` took 166 s in all there
+(load average about 2), 70% of it compiling. The full size simulates 10x the catalog per step
+and 3x the iterations.
 """
 
 import sys
