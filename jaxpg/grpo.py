@@ -175,7 +175,7 @@ class GRPO(Trainer):
         state = super()._init(key, hparams)
         if self._initial_policy_params is not None:
             params = {**state.params, "policy": self._initial_policy_params}
-            state = state.replace(params=params, opt_state=self.optimizer(hparams).init(params))
+            state = state.replace(params=params, opt_state=self.init_opt_state(params, hparams))
         return state.replace(extra={"reference": state.params["policy"]})
 
     def loss(self, params, obs_stats, batch, advantages, mask, reference, hparams):
