@@ -126,3 +126,17 @@ def test_grpo_defaults_learn_cartpole():
     for name in ("group_return_std", "zero_spread_fraction", "clip_fraction_low", "clip_fraction_high",
                  "kl_to_reference", "approx_kl", "entropy", "grad_norm"):
         assert np.isfinite(np.asarray(metrics[name])).all(), name
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCar-v0"])
+def test_grpo_runs_gymnax_environments_unchanged(env_id):
+    """A continuous and a discrete gymnax environment, straight from `gymnax.make`."""
+    env, params = envs.make(env_id)
+    trainer = jaxpg.make_trainer("grpo", env, params, num_groups=2, group_size=2, hidden_sizes=(16,),
+                                 total_timesteps=2 * 2 * 200 * 2, progress=False)
+    state, metrics = trainer.train(jax.random.key(0))
+    assert np.asarray(metrics["episode_return"]).shape == (2,)
+    assert np.isfinite(np.asarray(metrics["episode_return"])).all()
+    assert not np.asarray(metrics["nonfinite"]).any()
+    action = trainer.act(state, trainer.reset_envs(jax.random.key(1), 3)[0], jax.random.key(2))
+    assert action.shape[0] == 3
