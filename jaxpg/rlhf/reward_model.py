@@ -12,11 +12,10 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from jaxpg.networks import MLP, orthogonal
 from jaxpg.rlhf.data import Preferences
+from jaxpg.rlhf.fit import fit_minibatches
 
 
 class RewardModel(nn.Module):
@@ -66,26 +65,10 @@ def train_reward_model(key, model: RewardModel, pairs: Preferences, num_updates:
     Returns:
       `(params, losses)`: the fitted parameters and the `(num_updates,)` minibatch losses.
     """
-    for name, value in (("num_updates", num_updates), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
     init_key, batch_key = jax.random.split(key)
     params = model.init(init_key, pairs.obs[:1], pairs.action_a[:1])
-    optimizer = optax.adam(lr)
-    num_pairs = pairs.obs.shape[0]
-
-    def update(carry, step_key):
-        params, opt_state = carry
-        rows = jax.random.randint(step_key, (batch_size,), 0, num_pairs)
-        batch = jax.tree.map(lambda x: x[rows], pairs)
-        loss, grads = jax.value_and_grad(bradley_terry_loss)(params, model, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(
-        update, (params, optimizer.init(params)), jax.random.split(batch_key, num_updates)
-    )
-    return params, losses
+    loss = lambda p, batch: bradley_terry_loss(p, model, batch)
+    return fit_minibatches(batch_key, params, loss, pairs, num_updates, batch_size, lr)
 
 
 def reward_function(model: RewardModel, params):

@@ -8,10 +8,9 @@ actions, so the learned std matches the demonstrations' spread.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from jaxpg.rlhf.data import Demonstrations
+from jaxpg.rlhf.fit import fit_minibatches
 
 # Raw action == env action only for these heads (to_env merely clips); a squashed or Beta head
 # would need the inverse of its squashing, which is infinite on the action bounds that
@@ -56,23 +55,7 @@ def behaviour_cloning(key, trainer, demos: Demonstrations, num_updates: int = 20
       and the `(num_updates,)` minibatch NLLs.
     """
     check_trainer(trainer)
-    for name, value in (("num_updates", num_updates), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive integer")
     init_key, batch_key = jax.random.split(key)
     params = trainer.policy_net.init(init_key, demos.obs[:1])
-    optimizer = optax.adam(lr)
-    num_demos = demos.obs.shape[0]
-
-    def update(carry, step_key):
-        params, opt_state = carry
-        rows = jax.random.randint(step_key, (batch_size,), 0, num_demos)
-        batch = jax.tree.map(lambda x: x[rows], demos)
-        loss, grads = jax.value_and_grad(policy_nll)(params, trainer, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(
-        update, (params, optimizer.init(params)), jax.random.split(batch_key, num_updates)
-    )
-    return params, losses
+    loss = lambda p, batch: policy_nll(p, trainer, batch)
+    return fit_minibatches(batch_key, params, loss, demos, num_updates, batch_size, lr)
