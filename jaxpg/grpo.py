@@ -118,6 +118,7 @@ class GRPO(Trainer):
     """
 
     algo = "grpo"
+    KEEPS_REFERENCE = True
     STATIC_DEFAULTS = {
         **COMMON_STATIC,
         "num_envs": None,
@@ -156,8 +157,7 @@ class GRPO(Trainer):
         if config.get("clip_eps_high") is None:
             config = {**config, "clip_eps_high": config.get("clip_eps", self.HPARAM_DEFAULTS["clip_eps"])}
         config = {**config, "num_envs": num_groups * group_size, "num_steps": max_steps, "max_steps": max_steps}
-        self._initial_policy_params = policy_params
-        super().__init__(env, env_params, **config)
+        super().__init__(env, env_params, policy_params=policy_params, **config)
 
     def _check_static(self, static):
         check_choice("scale_rewards", static["scale_rewards"], SCALE_REWARDS)
@@ -170,13 +170,6 @@ class GRPO(Trainer):
                 f"num_minibatches={static['num_minibatches']} must divide num_groups * group_size = "
                 f"{static['num_groups'] * static['group_size']}"
             )
-
-    def _init(self, key, hparams):
-        state = super()._init(key, hparams)
-        if self._initial_policy_params is not None:
-            params = {**state.params, "policy": self._initial_policy_params}
-            state = state.replace(params=params, opt_state=self.init_opt_state(params, hparams))
-        return state.replace(extra={"reference": state.params["policy"]})
 
     def loss(self, params, obs_stats, batch, advantages, mask, reference, hparams):
         """GRPO loss on `(T, B)` arrays; returns `(loss, aux metrics)`."""

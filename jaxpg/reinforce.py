@@ -64,6 +64,7 @@ class Reinforce(Trainer):
         "normalize_returns": True,
         "record_grad_variance": False,
     }
+    KEEPS_REFERENCE = True
     HPARAM_DEFAULTS = {
         "lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0, "beta": 0.0,
         "baseline_decay": 0.9,
@@ -78,26 +79,10 @@ class Reinforce(Trainer):
                     "which these env_params lack; pass num_steps (a positive integer)"
                 )
             config = {**config, "num_steps": int(limit)}
-        super().__init__(env, env_params, **config)
-        if policy_params is not None:
-            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
-            shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-            if jax.tree.structure(policy_params) != jax.tree.structure(expected) or shapes(policy_params) != shapes(expected):
-                raise ValueError(
-                    f"policy_params do not fit this trainer's policy network; accepted: parameters "
-                    f"shaped {shapes(expected)}"
-                )
-        self._initial_policy_params = policy_params
+        super().__init__(env, env_params, policy_params=policy_params, **config)
 
     def _check_static(self, static):
         check_choice("baseline", static["baseline"], BASELINES)
-
-    def _init(self, key, hparams):
-        state = super()._init(key, hparams)
-        if self._initial_policy_params is not None:
-            params = {**state.params, "policy": self._initial_policy_params}
-            state = state.replace(params=params, opt_state=self.init_opt_state(params, hparams))
-        return state.replace(extra={**state.extra, "reference": state.params["policy"]})
 
     def _init_extra(self, key, params, hparams):
         # Running sums of the `moving_average` baseline (see `_moving_average`).

@@ -79,8 +79,13 @@ class Trainer:
     algo = "base"
     STATIC_DEFAULTS: dict = {}
     HPARAM_DEFAULTS: dict = {}
+    # Algorithms with a KL term keep the initial policy, frozen, as `extra["reference"]`.
+    KEEPS_REFERENCE = False
 
-    def __init__(self, env, env_params, **config):
+    def __init__(self, env, env_params, policy_params=None, **config):
+        """`policy_params` (optional): initial policy parameters, e.g. an SFT policy from
+        `jaxpg.rlhf.behaviour_cloning`; for algorithms with a KL term they are also the frozen
+        reference. They must fit this trainer's policy network."""
         static, hparams = cfg.split_config(self.algo, config, self.STATIC_DEFAULTS, self.HPARAM_DEFAULTS)
         for name, value in hparams.items():
             cfg.check_hparam(name, value)
@@ -113,6 +118,15 @@ class Trainer:
             obs_ndim=len(obs_shape),
         )
         self.value_net = ValueNetwork(static["hidden_sizes"], static["activation"], len(obs_shape))
+        if policy_params is not None:
+            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
+            shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+            if jax.tree.structure(policy_params) != jax.tree.structure(expected) or shapes(policy_params) != shapes(expected):
+                raise ValueError(
+                    f"policy_params do not fit this trainer's policy network; accepted: parameters "
+                    f"shaped {shapes(expected)}"
+                )
+        self._initial_policy_params = policy_params
         self._reporter = make_reporter(self.num_iterations, self.steps_per_iteration, self.algo)
         self._init_jit = jax.jit(self._init)
         self._step_jit = jax.jit(self._step)
@@ -192,6 +206,11 @@ class Trainer:
             "policy": self.policy_net.init(policy_key, obs),
             "value": self.value_net.init(value_key, obs),
         }
+        if self._initial_policy_params is not None:
+            params = {**params, "policy": self._initial_policy_params}
+        extra = self._init_extra(extra_key, params, hparams)
+        if self.KEEPS_REFERENCE:
+            extra = {**extra, "reference": params["policy"]}
         return TrainState(
             params=params,
             opt_state=self.init_opt_state(params, hparams),
@@ -201,7 +220,7 @@ class Trainer:
             key=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
-            extra=self._init_extra(extra_key, params, hparams),
+            extra=extra,
         )
 
     def init(self, key, hparams=None) -> TrainState:
