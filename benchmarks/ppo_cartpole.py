@@ -13,14 +13,15 @@ max grad norm 0.5, separate 64x64 tanh policy and value networks. Per peer and s
   an iteration's rollout), the first iteration where it reaches 475, converted to seconds with
   the steady seconds per iteration; and the greedy evaluation return of every final policy
   (100 episodes, quick 32; mean and std over seeds).
-- seed scaling (full mode): jaxpg at 64 and 512 vmapped seeds on shortened runs (steps/s only).
+- seed scaling (full mode): jaxpg and rejax at 64 and 512 vmapped seeds on shortened runs
+  (about 2M env steps per call; steps/s only, alternated as above).
 - stable-baselines3 (quick: 1 seed, stopped at the first rollout that reaches 475 or after
   128 iterations; full: 5 seeds of the whole run, one after another): wall seconds from
   `learn()` to the first rollout whose finished episodes average 475, and the evaluation
   return. jaxpg vs SB3 compares the median seconds per seed to 475, jaxpg's from its largest
   run's per-seed curves priced at its 1-seed steady seconds per iteration.
-- profile: one jaxpg iteration split into rollout (env + policy and value forward), advantages
-  (V(final obs) + GAE + episode stats), permutation (shuffle + gather into minibatches) and
+- profile: one jaxpg iteration split into rollout (env + policy forward), advantages
+  (V(obs) and V(final obs) in one batched forward + GAE + episode stats), permutation (shuffle + gather into minibatches) and
   update (forward/backward + Adam over 16 minibatches), each jitted on its own and repeated
   in a `fori_loop`, alternated, against the network FLOPs each piece needs (full mode adds the
   whole `trainer.step` as a sum check).
@@ -55,7 +56,6 @@ import envs
 import jaxpg
 from benchmarks import common
 from jaxpg.advantages import gae
-from jaxpg.rollout import rollout
 from jaxpg.trainer import episode_statistics
 
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCHES = 4, 128, 4, 4
@@ -309,8 +309,7 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
     hp, stats = state.hparams, state.obs_stats
 
     def do_rollout(params, env_state, obs, key):
-        policy = trainer.rollout_policy(params, stats)
-        return rollout(trainer.env, trainer.env_params, policy, env_state, obs, key, NUM_STEPS)
+        return trainer.collect(params, stats, env_state, obs, key, NUM_STEPS)
 
     (_, _), batch = jax.jit(do_rollout)(state.params, state.env_state, state.obs, state.key)
 
@@ -318,13 +317,13 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         zeros = jnp.zeros((NUM_ENVS,))
         episode = episode_statistics(batch.reward, dones, zeros, zeros)
-        next_values = trainer.value(params, stats, batch.final_obs)
-        adv, targets = gae(batch.reward, batch.value, next_values, batch.terminated,
+        values, next_values = trainer.value(params, stats, jnp.stack([batch.obs, batch.final_obs]))
+        adv, targets = gae(batch.reward, values, next_values, batch.terminated,
                            batch.truncated, hp["gamma"], hp["gae_lambda"])
-        return adv, targets, episode
+        return values, adv, targets, episode
 
-    adv, targets, _ = jax.jit(do_advantages)(state.params, batch)
-    flat = jax.tree.map(lambda x: x.reshape((BATCH,) + x.shape[2:]), (batch, adv, targets))
+    values, adv, targets, _ = jax.jit(do_advantages)(state.params, batch)
+    flat = jax.tree.map(lambda x: x.reshape((BATCH,) + x.shape[2:]), (batch, values, adv, targets))
 
     def shuffle(key):
         keys = jax.random.split(key, EPOCHS)
@@ -358,11 +357,12 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
         return env_state, obs, jax.random.fold_in(key, 1), new_batch
 
     def advantages_piece(c):
-        values, _, _ = c
-        perturbed = batch._replace(reward=batch.reward + 1e-6 * values,
-                                   final_obs=batch.final_obs + 1e-6 * values[..., None])
-        adv, targets, episode = do_advantages(state.params, perturbed)
-        return 0.5 * targets, adv, episode
+        previous, _, _, _ = c
+        perturbed = batch._replace(reward=batch.reward + 1e-6 * previous,
+                                   obs=batch.obs + 1e-6 * previous[..., None],
+                                   final_obs=batch.final_obs + 1e-6 * previous[..., None])
+        values, adv, targets, episode = do_advantages(state.params, perturbed)
+        return 0.5 * targets + values, adv, targets, episode
 
     def permutation_piece(c):
         key, _ = c
@@ -370,8 +370,8 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
 
     pieces = {
         "rollout": (rollout_piece, (state.env_state, state.obs, state.key, batch)),
-        "advantages": (advantages_piece, (batch.value, adv,
-                                          jax.jit(do_advantages)(state.params, batch)[2])),
+        "advantages": (advantages_piece, (values, adv, targets,
+                                          jax.jit(do_advantages)(state.params, batch)[3])),
         "permutation": (permutation_piece, (state.key, minibatches)),
         "update": (lambda c: do_update(c[0], c[1], minibatches), (state.params, state.opt_state)),
     }
@@ -393,8 +393,8 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
 
     flops = network_flops()
     both = flops["policy"] + flops["value"]
-    out["rollout"]["flops"] = BATCH * both
-    out["advantages"]["flops"] = BATCH * flops["value"]
+    out["rollout"]["flops"] = BATCH * flops["policy"]
+    out["advantages"]["flops"] = 2 * BATCH * flops["value"]  # V(obs) and V(final obs)
     out["permutation"]["flops"] = 0
     # Backward costs about twice the forward: gradients for activations and weights.
     out["update"]["flops"] = EPOCHS * BATCH * 3 * both
@@ -432,7 +432,7 @@ def main(argv=None) -> int:
                         help="jaxpg seed counts learning the full run (default 1 8); rejax "
                              "runs the same counts")
     parser.add_argument("--scaling-seeds", type=int, nargs="*",
-                        help="jaxpg seed counts timed on shortened runs (default 64 512; quick: none)")
+                        help="seed counts timed on shortened runs, jaxpg and rejax (default 64 512; quick: none)")
     parser.add_argument("--iterations", type=int,
                         help=f"iterations of {BATCH} steps (default {FULL_ITERS}; quick {QUICK_ITERS})")
     parser.add_argument("--rounds", type=int, help="alternated rounds at 1 seed (default 5, quick 3)")
@@ -538,16 +538,24 @@ def main(argv=None) -> int:
         scale_iters = max(2, min(iterations, (1 << 21) // (num_seeds * BATCH)))
         print(f"  scaling: {num_seeds} seeds, {scale_iters} iterations", flush=True)
         scaled = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(scale_iters))
-        t = compile_then_alternate({"jaxpg": jax.jit(jax.vmap(scaled.train))},
-                                   seed_keys(args.seed, num_seeds), 2)
+        contenders = {"jaxpg": jax.jit(jax.vmap(scaled.train))}
+        if algo is not None:
+            contenders["rejax"] = jax.jit(jax.vmap(make_rejax(scale_iters, env, env_params).train))
+        t = compile_then_alternate(contenders, seed_keys(args.seed, num_seeds), rounds_multi)
         steps = num_seeds * scale_iters * BATCH
-        steady = t["steady_s"]["jaxpg"]
-        runs[("jaxpg", num_seeds)] = {
-            "peer": "jaxpg", "seeds": num_seeds, "iterations": scale_iters, "env_steps": steps,
-            "compile_s": t["compile_s"]["jaxpg"], "steady_s": steady, "times_s": t["times_s"]["jaxpg"], "steps_per_s": steps / steady,
-            "extrapolated_full_run_s": steady / scale_iters * FULL_ITERS,
-        }
-        print(f"    {_rate(steps / steady)} steps/s", flush=True)
+        for name in contenders:
+            steady = t["steady_s"][name]
+            runs[(name, num_seeds)] = {
+                "peer": name, "seeds": num_seeds, "iterations": scale_iters, "env_steps": steps,
+                "compile_s": t["compile_s"][name], "steady_s": steady,
+                "times_s": t["times_s"][name], "steps_per_s": steps / steady,
+                "extrapolated_full_run_s": steady / scale_iters * FULL_ITERS,
+            }
+        if algo is not None:
+            ratios[num_seeds] = {"jaxpg_over_rejax_steps_per_s": t["ratio"]["rejax"],
+                                 "rounds": rounds_multi, "iterations": scale_iters}
+        print(f"    jaxpg {_rate(runs[('jaxpg', num_seeds)]['steps_per_s'])} steps/s"
+              + (f", jaxpg/rejax {t['ratio']['rejax']:.2f}x" if algo is not None else ""), flush=True)
 
     sb3 = []
     for i in range(sb3_seeds):
@@ -608,7 +616,8 @@ def main(argv=None) -> int:
         x = r["jaxpg_over_rejax_steps_per_s"]
         ratio_rows.append([f"jaxpg / rejax steady steps/s, {n} seed(s)", f"{x:.2f}x",
                            ">= 1.5x", "met" if x >= 1.5 else "not met",
-                           f"median of {r['rounds']} alternated rounds"])
+                           f"median of {r['rounds']} alternated rounds"
+                           + (f", {r['iterations']}-iteration runs" if "iterations" in r else "")])
     if "jaxpg_median_seed_s_to_475" in summary and sb3:
         sb3_s = summary["sb3_median_s_to_475"] or summary["sb3_lower_bound_s"]
         bound = "" if summary["sb3_median_s_to_475"] else ">= "

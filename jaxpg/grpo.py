@@ -16,7 +16,6 @@ import jax.numpy as jnp
 
 from jaxpg.advantages import returns_to_go
 from jaxpg.config import check_choice, check_positive_int
-from jaxpg.rollout import rollout
 from jaxpg.trainer import COMMON_STATIC, Trainer
 
 SCALE_REWARDS = ("group", "batch", "none")
@@ -201,9 +200,8 @@ class GRPO(Trainer):
         obs, env_state = self.reset_envs(reset_key, config["num_groups"])
         # Every member of a group starts from the identical (cloned) state.
         obs, env_state = jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0), (obs, env_state))
-        policy = self.rollout_policy(state.params, state.obs_stats, with_value=False)
-        _, batch = rollout(
-            self.env, self.env_params, policy, env_state, obs, rollout_key, config["num_steps"],
+        _, batch = self.collect(
+            state.params, state.obs_stats, env_state, obs, rollout_key, config["num_steps"],
             group_size=group_size if config["common_random_numbers"] else 1,
         )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)

@@ -13,7 +13,6 @@ import optax
 from jaxpg.advantages import gae
 from jaxpg.config import check_positive_int
 from jaxpg.normalize import RunningStats
-from jaxpg.rollout import rollout
 from jaxpg.trainer import COMMON_STATIC, Trainer, episode_statistics
 
 
@@ -79,7 +78,7 @@ class PPO(Trainer):
 
     def loss(self, params, obs_stats, minibatch, hparams):
         """Clipped-surrogate PPO loss on a flat minibatch; returns `(loss, aux metrics)`."""
-        batch, advantages, targets = minibatch
+        batch, old_value, advantages, targets = minibatch
         outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std).mean()
@@ -95,7 +94,7 @@ class PPO(Trainer):
 
         value_error = (value - targets) ** 2
         if self.config["clip_value_loss"]:
-            clipped = batch.value + jnp.clip(value - batch.value, -clip_eps, clip_eps)
+            clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
             value_error = jnp.maximum(value_error, (clipped - targets) ** 2)
         value_loss = 0.5 * value_error.mean()
 
@@ -126,25 +125,27 @@ class PPO(Trainer):
     def _iteration(self, state):
         hparams, config, extra = state.hparams, self.config, state.extra
         key, rollout_key, permutation_key = jax.random.split(state.key, 3)
-        policy = self.rollout_policy(state.params, state.obs_stats)
-        (env_state, obs), batch = rollout(
-            self.env, self.env_params, policy, state.env_state, state.obs, rollout_key,
-            config["num_steps"],
+        (env_state, obs), batch = self.collect(
+            state.params, state.obs_stats, state.env_state, state.obs, rollout_key, config["num_steps"]
         )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         running_return, running_length, ret_sum, len_sum, finished = episode_statistics(
             batch.reward, dones, extra["running_return"], extra["running_length"]
         )
         rewards, extra = self._scale_rewards(batch.reward, dones, extra, hparams["gamma"])
-        next_values = self.value(state.params, state.obs_stats, batch.final_obs)
+        # The critic is not needed to act, so V(s_t) and V(final observation) are computed
+        # here, for the whole rollout in one batched call, rather than step by step.
+        values, next_values = self.value(
+            state.params, state.obs_stats, jnp.stack([batch.obs, batch.final_obs])
+        )
         advantages, targets = gae(
-            rewards, batch.value, next_values, batch.terminated, batch.truncated,
+            rewards, values, next_values, batch.terminated, batch.truncated,
             hparams["gamma"], hparams["gae_lambda"],
         )
 
         batch_size = self.steps_per_iteration
         flat = jax.tree.map(
-            lambda x: x.reshape((batch_size,) + x.shape[2:]), (batch, advantages, targets)
+            lambda x: x.reshape((batch_size,) + x.shape[2:]), (batch, values, advantages, targets)
         )
 
         def minibatch_update(carry, minibatch):
@@ -157,23 +158,25 @@ class PPO(Trainer):
             )
             return (params, opt_state), {**aux, "loss": loss, "grad_norm": grad_norm, "finite": finite}
 
-        def epoch(carry, epoch_key):
-            permutation = jax.random.permutation(epoch_key, batch_size)
+        def epoch(carry, permutation):
             minibatches = jax.tree.map(
                 lambda x: x[permutation].reshape((config["num_minibatches"], -1) + x.shape[1:]), flat
             )
             return jax.lax.scan(minibatch_update, carry, minibatches)
 
+        # A fresh permutation per epoch, all drawn in one batched call (one threefry loop).
+        permutations = jax.vmap(jax.random.permutation, in_axes=(0, None))(
+            jax.random.split(permutation_key, config["update_epochs"]), batch_size
+        )
         (params, opt_state), update_metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state),
-            jax.random.split(permutation_key, config["update_epochs"]),
+            epoch, (state.params, state.opt_state), permutations
         )
 
         finite = update_metrics.pop("finite")
         schedule = self.learning_rate(hparams)
         count = state.iteration * config["update_epochs"] * config["num_minibatches"]
         lr = schedule(count) if callable(schedule) else schedule
-        residual_var = jnp.var(targets - batch.value)
+        residual_var = jnp.var(targets - values)
         last_return = jnp.where(finished > 0, ret_sum / jnp.maximum(finished, 1), extra["last_return"])
         last_length = jnp.where(finished > 0, len_sum / jnp.maximum(finished, 1), extra["last_length"])
         metrics = {

@@ -28,7 +28,6 @@ import jax.numpy as jnp
 from jaxpg.advantages import returns_to_go
 from jaxpg.config import check_choice
 from jaxpg.grpo import k3_kl
-from jaxpg.rollout import rollout
 from jaxpg.trainer import COMMON_STATIC, Trainer, masked_mean
 
 BASELINES = ("none", "mean", "value", "moving_average")
@@ -162,9 +161,8 @@ class Reinforce(Trainer):
         hparams, config = state.hparams, self.config
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
         obs, env_state = self.reset_envs(reset_key, config["num_envs"])
-        policy = self.rollout_policy(state.params, state.obs_stats, with_value=False)
-        (env_state, obs), batch = rollout(
-            self.env, self.env_params, policy, env_state, obs, rollout_key, config["num_steps"]
+        (env_state, obs), batch = self.collect(
+            state.params, state.obs_stats, env_state, obs, rollout_key, config["num_steps"]
         )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         # A step is active until (and including) its environment's first episode end.

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class Transition(NamedTuple):
@@ -20,12 +21,11 @@ class Transition(NamedTuple):
     terminated: jax.Array
     truncated: jax.Array
     log_prob: jax.Array
-    value: jax.Array
     final_obs: jax.Array
 
 
-# policy(obs (N, ...), key) -> (raw_action, env_action, log_prob (N,), value (N,))
-Policy = Callable[[Any, jax.Array], tuple[Any, Any, jax.Array, jax.Array]]
+# policy(obs (N, ...), key) -> (raw_action, env_action, log_prob (N,))
+Policy = Callable[[Any, jax.Array], tuple[Any, Any, jax.Array]]
 
 
 def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int, group_size: int = 1):
@@ -55,18 +55,17 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
     policy_keys = jax.random.split(policy_key, num_steps)
     env_keys = jax.random.split(env_key, (num_steps, num_envs // group_size))
     if group_size > 1:
-        env_keys = jax.numpy.repeat(env_keys, group_size, axis=1)
+        env_keys = jnp.repeat(env_keys, group_size, axis=1)
 
     def one_step(carry, step_keys):
         env_state, obs = carry
-        policy_key, env_keys = step_keys
-        raw_action, env_action, log_prob, value = policy(obs, policy_key)
+        policy_key, env_keys_t = step_keys
+        raw_action, env_action, log_prob = policy(obs, policy_key)
         next_obs, env_state, reward, terminated, truncated, info = vmapped_step(
-            env_keys, env_state, env_action, env_params
+            env_keys_t, env_state, env_action, env_params
         )
         transition = Transition(
-            obs, raw_action, reward, terminated, truncated, log_prob, value,
-            info["final_observation"],
+            obs, raw_action, reward, terminated, truncated, log_prob, info["final_observation"]
         )
         return (env_state, next_obs), transition
 

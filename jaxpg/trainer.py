@@ -22,6 +22,7 @@ from jaxpg.distributions import DISTRIBUTIONS, make_action_head
 from jaxpg.networks import ACTIVATIONS, POLICIES, PolicyNetwork, ValueNetwork
 from jaxpg.normalize import RunningStats
 from jaxpg.progress import make_reporter
+from jaxpg.rollout import rollout
 
 
 @struct.dataclass
@@ -177,20 +178,22 @@ class Trainer:
             obs = obs_stats.normalize(obs)
         return self.value_net.apply(params["value"], obs)
 
-    def rollout_policy(self, params, obs_stats, with_value: bool = True):
-        """The `jaxpg.rollout.Policy` that samples from the current parameters.
-
-        `with_value=False` skips the critic (its values are then zeros) for algorithms that
-        do not need V(s) during the rollout.
-        """
+    def rollout_policy(self, params, obs_stats):
+        """The `jaxpg.rollout.Policy` that samples from the current parameters."""
 
         def policy(obs, key):
             outputs, log_std = self.policy_outputs(params, obs_stats, obs)
             raw, log_prob = self.head.sample(outputs, log_std, key)
-            value = self.value(params, obs_stats, obs) if with_value else jnp.zeros_like(log_prob)
-            return raw, self.head.to_env(raw), log_prob, value
+            return raw, self.head.to_env(raw), log_prob
 
         return policy
+
+    def collect(self, params, obs_stats, env_state, obs, key, num_steps, group_size=1):
+        """`jaxpg.rollout` of the current policy: `((env_state, obs), Transition (T, N, ...))`."""
+        return rollout(
+            self.env, self.env_params, self.rollout_policy(params, obs_stats), env_state, obs,
+            key, num_steps, group_size,
+        )
 
     def reset_envs(self, key, num_envs):
         keys = jax.random.split(key, num_envs)

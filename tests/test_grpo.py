@@ -100,7 +100,7 @@ def test_group_members_start_identical_and_common_random_numbers_couple_them():
     groups, size, steps = 3, 4, 120
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.key(0), groups), params)
     obs, state = jax.tree.map(lambda x: jnp.repeat(x, size, axis=0), (obs, state))
-    always_right = lambda o, k: (jnp.ones(o.shape[0], jnp.int32),) * 2 + (jnp.zeros(o.shape[0]),) * 2
+    always_right = lambda o, k: (jnp.ones(o.shape[0], jnp.int32),) * 2 + (jnp.zeros(o.shape[0]),)
 
     def trajectories(group_size):
         _, batch = jaxpg.rollout(env, params, always_right, state, obs, jax.random.key(1), steps, group_size)

@@ -27,7 +27,6 @@ import envs
 import jaxpg
 from envs import lqr
 from jaxpg.advantages import returns_to_go
-from jaxpg.rollout import rollout
 
 
 def gain(state):
@@ -173,10 +172,8 @@ def per_episode_gradients(trainer, state, key, num_episodes):
     """
     reset_key, rollout_key = jax.random.split(key)
     obs, env_state = trainer.reset_envs(reset_key, num_episodes)
-    policy = trainer.rollout_policy(state.params, state.obs_stats, with_value=False)
-    _, batch = rollout(
-        trainer.env, trainer.env_params, policy, env_state, obs, rollout_key,
-        trainer.config["num_steps"],
+    _, batch = trainer.collect(
+        state.params, state.obs_stats, env_state, obs, rollout_key, trainer.config["num_steps"]
     )
     dones = (batch.terminated | batch.truncated).astype(jnp.float32)
     mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)

@@ -146,7 +146,7 @@ def test_reinforce_kl_penalty(cartpole_reinforce):
     # weights, gradients) is plain REINFORCE's; beta > 0 subtracts beta * log(pi / pi_ref).
     rng = np.random.default_rng(0)
     reward, log_prob, ref_log_prob = (jnp.asarray(rng.normal(size=(5, 3)), jnp.float32) for _ in range(3))
-    batch = jaxpg.Transition(None, None, reward, None, None, log_prob, None, None)
+    batch = jaxpg.Transition(None, None, reward, None, None, log_prob, None)
     np.testing.assert_array_equal(trainer._penalised_rewards(batch, ref_log_prob, {"beta": jnp.float32(0)}), reward)
     np.testing.assert_allclose(trainer._penalised_rewards(batch, ref_log_prob, {"beta": jnp.float32(0.5)}),
                                reward - 0.5 * (log_prob - ref_log_prob), rtol=1e-6)

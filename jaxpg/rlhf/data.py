@@ -77,8 +77,7 @@ def collect_demonstrations(key, env, env_params, expert: Expert, num_envs: int, 
     def policy(obs, key):
         action = expert(obs)
         action = jnp.clip(action + noise_std * jax.random.normal(key, action.shape), low, high)
-        zeros = jnp.zeros(action.shape[:1])
-        return action, action, zeros, zeros
+        return action, action, jnp.zeros(action.shape[:1])
 
     _, batch = rollout(env, env_params, policy, env_state, obs, rollout_key, num_steps)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])
