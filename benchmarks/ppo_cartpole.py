@@ -168,31 +168,8 @@ def make_rejax(iterations: int, env, env_params):
     # `create` only reads spaces from the env, so it gets the raw env (deep-copying the wrapper
     # is what breaks); training steps the wrapped one. rejax's built-in evaluation would step
     # the unwrapped 6-value env, so it is replaced by a no-op and every peer is evaluated by
-    # the same greedy loop below, outside the timed run.
+    # the same greedy loop (`jaxpg.episode_returns`), outside the timed run.
     return algo.replace(env=LegacyStep(env), eval_callback=lambda algo, ts, rng: jnp.zeros(()))
-
-
-def greedy_returns(logits_fn, params, key, env, env_params, num_episodes: int):
-    """Undiscounted returns of `num_episodes` greedy episodes (argmax of `logits_fn`)."""
-    max_steps = int(env_params.max_steps_in_episode)
-    reset_key, run_key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params)
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-    def one_step(carry, step_key):
-        state, obs, total, running = carry
-        action = jnp.argmax(logits_fn(params, obs), axis=-1)
-        obs, state, reward, terminated, truncated, _ = step(
-            jax.random.split(step_key, num_episodes), state, action, env_params)
-        total = total + running * reward
-        running = running * (1.0 - (terminated | truncated))
-        return (state, obs, total, running), None
-
-    ones = jnp.ones((num_episodes,))
-    (_, _, total, _), _ = jax.lax.scan(
-        one_step, (state, obs, 0.0 * ones, ones), jax.random.split(run_key, max_steps))
-    return total
 
 
 # stable-baselines3 ---------------------------------------------------------------------------
@@ -472,8 +449,10 @@ def main(argv=None) -> int:
         def rejax_logits(params, obs):
             return algo.actor.apply(params, obs, method=lambda m, x: m._action_dist(x).logits)
 
-        rejax_eval = jax.jit(jax.vmap(lambda p, k: greedy_returns(
-            rejax_logits, p, k, env, env_params, eval_episodes)))
+        # The same episode loop and keys as `jaxpg.evaluate`, so both peers meet the same starts.
+        rejax_eval = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
+            env, env_params, lambda obs, _: jnp.argmax(rejax_logits(p, obs), axis=-1), k,
+            eval_episodes)))
 
     runs, ratios = {}, {}
     jaxpg_states, rejax_params = {}, {}

@@ -45,7 +45,6 @@ import numpy as np
 
 import envs
 import jaxpg
-from envs.search_ranking import episode_returns
 from benchmarks import common
 
 LRS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3)
@@ -85,7 +84,7 @@ class Lab:
     def returns(self, policy, key, num_episodes=None):
         """Per-episode returns of `policy`; `key` is a traced argument of the program (a
         constant key would let XLA constant-fold the evaluation at compile time)."""
-        return episode_returns(self.env, self.env_params, policy, key,
+        return jaxpg.episode_returns(self.env, self.env_params, policy, key,
                                num_episodes or self.args.eval_episodes, self.horizon)
 
     def train(self, name, algo, seeds, hparams=None, **config):

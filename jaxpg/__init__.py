@@ -6,7 +6,7 @@
     returns = jaxpg.evaluate(trainer, state, jax.random.key(1), num_episodes=100)
 """
 
-from jaxpg.evaluate import evaluate
+from jaxpg.evaluate import episode_returns, evaluate
 from jaxpg.grpo import GRPO
 from jaxpg.ppo import PPO
 from jaxpg.reinforce import Reinforce
@@ -27,4 +27,4 @@ def make_trainer(algo: str, env, env_params, **config) -> Trainer:
     return ALGORITHMS[algo](env, env_params, **config)
 
 
-__all__ = ["ALGORITHMS", "GRPO", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "evaluate", "make_trainer", "rollout"]
+__all__ = ["ALGORITHMS", "GRPO", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "episode_returns", "evaluate", "make_trainer", "rollout"]

@@ -20,7 +20,6 @@ import pytest
 
 import envs
 import jaxpg
-from envs.search_ranking import episode_returns
 
 N_PRODUCTS = 500
 SEEDS = 4
@@ -56,7 +55,7 @@ def train_and_score(trainer, seeds=SEEDS, eval_episodes=EVAL_EPISODES):
 
             # One evaluation call site for all three policies (vmapped over which), so the
             # environment is compiled once for them; each sees the same episodes.
-            score = jax.vmap(lambda which: episode_returns(
+            score = jax.vmap(lambda which: jaxpg.episode_returns(
                 env, env_params, lambda obs, k: policies(obs, k)[which], eval_key, eval_episodes))
             return score(jnp.arange(3)), metrics["episode_return"]
 

@@ -36,8 +36,8 @@ Choices where the spec leaves room (each follows the original where it has an an
 
 `expert_action(obs, env)` is a template policy (one boost template per observed segment) that
 beats the zero action (about 19.5 against 5.3 mean reward); see `EXPERT_TEMPLATES`.
-`episode_returns(env, params, policy, key, num_episodes)` scores any policy on fresh episodes
-with common random numbers, so two policies scored with one key are compared pair by pair.
+`jaxpg.episode_returns(env, params, policy, key, num_episodes)` scores any policy on fresh
+episodes with common random numbers, so two policies scored with one key are compared pair by pair.
 
 Memory: the catalog lives once in `EnvParams` (7 product columns and the 42-column score basis,
 49 * 4 * n_products bytes: 2.0 MB at 10,000 products), shared by all envs; nothing is copied per
@@ -49,7 +49,7 @@ envs need about 200 to 450 MB. Drawing the n_products normals (threefry) dominat
 """
 
 from .env import (
-    EXPERT_TEMPLATES, EnvParams, EnvState, SearchRanking, episode_returns, expert_action, make,
+    EXPERT_TEMPLATES, EnvParams, EnvState, SearchRanking, expert_action, make,
     return_probability, session_reward,
 )
 from .ranking import (
@@ -64,7 +64,7 @@ from .world import (
 __all__ = [
     "CATEGORIES", "EMB_DIM", "EXPERT_TEMPLATES", "FEATURES", "QUERY_TYPES", "SEGMENTS", "Catalog",
     "Context", "EnvParams", "EnvState", "SearchRanking", "base_scores", "boost_scores",
-    "episode_returns", "estimate_theta", "expert_action", "feature_matrix", "make", "make_catalog", "position_bias",
+    "estimate_theta", "expert_action", "feature_matrix", "make", "make_catalog", "position_bias",
     "rank", "return_probability", "rich_aggregates", "sample_context", "sample_query",
     "session_reward", "simulate_session", "standardize", "uniform_draws",
 ]

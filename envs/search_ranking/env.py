@@ -228,45 +228,6 @@ def expert_action(obs: jax.Array, env: SearchRanking) -> jax.Array:
     return obs[..., start : start + 4] @ jnp.asarray(EXPERT_TEMPLATES)
 
 
-def episode_returns(env, env_params, policy, key, num_episodes: int, num_steps: int | None = None):
-    """Undiscounted returns of `num_episodes` fresh episodes under `policy` (first episodes only).
-
-    The environment's randomness comes from `key` alone and is drawn in the same order whatever
-    the policy does, so policies scored with the same key meet the same users, queries and
-    simulator noise (common random numbers): their differences are paired. Pass `key` as a
-    traced argument under `jit`; a constant key lets XLA constant-fold the catalog products.
-
-    Args:
-      env, env_params: a `SearchRanking` environment (any gymnax environment works).
-      policy: `policy(obs (E, obs_dim), key) -> actions (E, 10)`.
-      key: PRNG key.
-      num_episodes: E, run in parallel.
-      num_steps: steps to run; default `env_params.max_steps_in_episode` (1 for one session).
-
-    Returns:
-      `(num_episodes,)` returns.
-    """
-    if num_steps is None:
-        num_steps = int(env_params.max_steps_in_episode)
-    reset_key, run_key = jax.random.split(key)
-    obs, state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params)
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-    def one_step(carry, step_key):
-        state, obs, total, alive = carry
-        act_key, env_key = jax.random.split(step_key)
-        obs, state, reward, terminated, truncated, _ = step(
-            jax.random.split(env_key, num_episodes), state, policy(obs, act_key), env_params)
-        total = total + alive * reward
-        alive = alive * (1.0 - (terminated | truncated))
-        return (state, obs, total, alive), None
-
-    ones = jnp.ones((num_episodes,))
-    (_, _, total, _), _ = jax.lax.scan(
-        one_step, (state, obs, 0.0 * ones, ones), jax.random.split(run_key, num_steps))
-    return total
-
 _DEFAULTS = dict(catalog_seed=0, n_products=10_000, top_k=20, a_max=5.0, observation="rich",
                  multi_session=False, max_sessions=20)
 
