@@ -132,7 +132,7 @@ def make_program(trainer, probe):
             state, metrics = trainer.step(state)
             return state, (metrics["episode_return"], probe(state))
 
-        return jax.lax.scan(body, state, None, length=trainer.num_iterations)
+        return jax.lax.scan(body, state, None, length=trainer.total_iterations)
 
     return jax.jit(jax.vmap(one_seed))
 

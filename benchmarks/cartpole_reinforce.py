@@ -77,7 +77,7 @@ def timed(compiled, *args):
 
 def run_seeds(trainer, num_seeds: int, calls: int, seed: int) -> tuple[dict, object]:
     """Compiles and runs `num_seeds` vmapped seeds `calls` times; returns (result, last state)."""
-    iterations = trainer.num_iterations
+    iterations = trainer.total_iterations
     base = jax.random.key(seed)
     if num_seeds == 1:
         fn, keys = jax.jit(trainer.train), base
@@ -103,7 +103,7 @@ def run_seeds(trainer, num_seeds: int, calls: int, seed: int) -> tuple[dict, obj
     per_seed = [first_reach(c) for c in curves[-1]]
     result = {
         "seeds": num_seeds, "calls": calls, "iterations": iterations,
-        "num_envs": trainer.config["num_envs"], "lr": float(trainer.hparams["lr"]),
+        "num_envs": trainer.config.num_envs, "lr": float(trainer.hparams["lr"]),
         "env_steps": num_seeds * iterations * trainer.steps_per_iteration,
         "compile_s": compile_s, "times_s": times, "steady_s": steady,
         "steps_per_s": num_seeds * iterations * trainer.steps_per_iteration / steady,

@@ -68,7 +68,7 @@ def make_trainers(budget):
 def schedule(trainer):
     """The per-iteration learning rates: geometric decay for REINFORCE, constant for PPO (its
     `anneal_lr` schedule applies on top)."""
-    n = trainer.num_iterations
+    n = trainer.total_iterations
     if trainer.algo == "ppo":
         return jnp.full((n,), trainer.hparams["lr"])
     return jnp.asarray(LR_START * (LR_END / LR_START) ** np.linspace(0, 1, n), jnp.float32)

@@ -286,7 +286,7 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
     hp, stats = state.hparams, state.obs_stats
 
     def do_rollout(params, env_state, obs, key):
-        return trainer.collect(params, stats, env_state, obs, key, NUM_STEPS)
+        return trainer.collect(state.replace(params=params), env_state, obs, key, NUM_STEPS)
 
     (_, _), batch = jax.jit(do_rollout)(state.params, state.env_state, state.obs, state.key)
 
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
 
     env, env_params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(iterations))
-    assert trainer.num_iterations == iterations
+    assert trainer.total_iterations == iterations
     algo = None if args.skip_rejax else make_rejax(iterations, env, env_params)
 
     jaxpg_eval = jax.jit(jax.vmap(

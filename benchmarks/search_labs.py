@@ -115,14 +115,14 @@ class Lab:
         fn = jax.vmap(over_seeds, in_axes=(None, 0, None)) if hparams else (
             lambda k, _, e: jax.tree.map(lambda x: x[None], over_seeds(k, {}, e)))
         out, compile_s, run_s = compile_and_run(fn, (keys, batched, self.eval_key), self.args.opt_level)
-        steps = num_runs * seeds * trainer.num_iterations * trainer.steps_per_iteration
-        print(f"  {name}: {num_runs} x {seeds} runs, {trainer.num_iterations} iterations, "
+        steps = num_runs * seeds * trainer.total_iterations * trainer.steps_per_iteration
+        print(f"  {name}: {num_runs} x {seeds} runs, {trainer.total_iterations} iterations, "
               f"compile {compile_s:.1f} s, run {run_s:.1f} s ({steps / run_s:,.0f} env steps/s)",
               flush=True)
         return {
             **out, "compile_s": compile_s, "run_s": run_s, "env_steps_simulated": steps,
-            "iterations": trainer.num_iterations, "steps_per_iteration": trainer.steps_per_iteration,
-            "config": {k: v for k, v in trainer.config.items() if k != "progress"},
+            "iterations": trainer.total_iterations, "steps_per_iteration": trainer.steps_per_iteration,
+            "config": {k: v for k, v in trainer.config.as_dict().items() if k != "progress"},
             "hparams": {k: float(v) for k, v in trainer.hparams.items()},
             "batched_hparams": {k: list(map(float, v)) for k, v in hparams.items()},
         }

@@ -6,25 +6,27 @@
     returns = jaxpg.evaluate(trainer, state, jax.random.key(1), num_episodes=100)
 """
 
+from jaxpg.config import Config
 from jaxpg.evaluate import episode_returns, evaluate
-from jaxpg.grpo import GRPO
-from jaxpg.ppo import PPO
-from jaxpg.reinforce import Reinforce
+from jaxpg.grpo import GRPO, GRPOConfig
+from jaxpg.ppo import PPO, PPOConfig
+from jaxpg.reinforce import Reinforce, ReinforceConfig
 from jaxpg.rollout import Transition, rollout
 from jaxpg.trainer import Trainer, TrainState
 
 ALGORITHMS = {"reinforce": Reinforce, "ppo": PPO, "grpo": GRPO}
 
 
-def make_trainer(algo: str, env, env_params, **config) -> Trainer:
+def make_trainer(algo: str, env, env_params, **options) -> Trainer:
     """Builds the trainer for `algo` (one of `ALGORITHMS`) on a gymnax environment.
 
-    `config` holds the algorithm's settings and hyperparameters; see each trainer's docstring.
-    Every option is checked here, before anything compiles.
+    `options` are the algorithm's settings and hyperparameters, declared in its `Config`
+    (`jaxpg.ALGORITHMS[algo].Config.table()` lists them). Every option is checked here, before
+    anything compiles.
     """
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algo](env, env_params, **config)
+    return ALGORITHMS[algo](env, env_params, **options)
 
 
-__all__ = ["ALGORITHMS", "GRPO", "PPO", "Reinforce", "Trainer", "TrainState", "Transition", "episode_returns", "evaluate", "make_trainer", "rollout"]
+__all__ = ["ALGORITHMS", "GRPO", "PPO", "Config", "GRPOConfig", "PPOConfig", "Reinforce", "ReinforceConfig", "Trainer", "TrainState", "Transition", "episode_returns", "evaluate", "make_trainer", "rollout"]

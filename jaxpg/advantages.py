@@ -59,3 +59,31 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, gae_lambda):
         backward, jnp.zeros_like(rewards[0]), (deltas, not_done), reverse=True
     )
     return advantages, advantages + values
+
+
+ADVANTAGE_EPS = 1e-4
+
+
+def group_advantages(returns, group_size: int, scale_rewards: str = "group"):
+    """GRPO's group-relative advantages.
+
+    Args:
+      returns: `(B,)` member returns, B = num_groups * group_size, members of a group adjacent.
+      group_size: G.
+      scale_rewards: `group` (divide by the group's std), `batch` (by the whole batch's std) or
+        `none`.
+
+    Returns:
+      `(advantages (B,), group_std (num_groups,))`. A group whose members all got the same
+      return has advantage 0 (no NaN).
+    """
+    grouped = returns.reshape(-1, group_size)
+    centred = grouped - grouped.mean(axis=1, keepdims=True)
+    group_std = grouped.std(axis=1)
+    if scale_rewards == "group":
+        scale = group_std[:, None]
+    elif scale_rewards == "batch":
+        scale = returns.std()
+    else:
+        scale = 1.0
+    return (centred / (scale + ADVANTAGE_EPS)).reshape(-1), group_std

@@ -55,10 +55,10 @@ def train_command(args) -> int:
     trainer = jaxpg.make_trainer(args.algo, env, env_params, **options)
     out = args.out or os.path.join("runs", f"{args.env}-{args.algo}")
     os.makedirs(out, exist_ok=True)
-    steps = trainer.num_iterations * trainer.steps_per_iteration
+    steps = trainer.total_iterations * trainer.steps_per_iteration
     print(
         f"jaxpg: {args.algo} on {args.env}, {args.seeds} seed(s) x {steps:,} env steps "
-        f"({trainer.num_iterations} iterations) on {results.device_description()}"
+        f"({trainer.total_iterations} iterations) on {results.device_description()}"
     )
 
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)
@@ -89,9 +89,9 @@ def train_command(args) -> int:
         "algo": args.algo,
         "seeds": args.seeds,
         "base_seed": args.seed,
-        "config": {k: v for k, v in trainer.config.items()},
+        "config": {k: v for k, v in trainer.config.as_dict().items()},
         "hparams": {k: float(v) for k, v in trainer.resolve_hparams(None).items()},
-        "num_iterations": trainer.num_iterations,
+        "num_iterations": trainer.total_iterations,
         "env_steps_per_seed": steps,
         "device": results.device_description(),
         "versions": results.versions(),

@@ -1,89 +1,247 @@
-"""Checking a trainer's configuration before anything compiles.
+"""Declaring a trainer's options once.
 
-Every check raises `ValueError` naming the field, the value given and the accepted range.
+Every option of an algorithm is a field of its frozen `Config` dataclass, declared with
+`setting(...)` (structural and static: sizes, choices, flags) or `hparam(...)` (numeric: a traced
+float32 leaf of `TrainState.hparams` that `jax.vmap` can sweep). The declaration holds the default,
+the accepted values and a one-line doc; checks, `Trainer.hparams`, `jaxpg train --help-algo`,
+`summary.json` and the trainers' docstrings all come from it.
+
+Every check raises `ValueError` naming the field, the value given and the accepted values, when
+the config is built: before anything compiles.
 """
 
+import dataclasses
+import difflib
 import math
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import jax
 import numpy as np
 
-# name -> (low, high, low_inclusive, high_inclusive)
-HPARAM_RANGES = {
-    "lr": (0.0, math.inf, False, False),
-    "gamma": (0.0, 1.0, False, True),
-    "gae_lambda": (0.0, 1.0, True, True),
-    "clip_eps": (0.0, 1.0, False, False),
-    "clip_eps_high": (0.0, math.inf, False, False),
-    "ent_coef": (0.0, math.inf, True, False),
-    "vf_coef": (0.0, math.inf, True, False),
-    "max_grad_norm": (0.0, math.inf, False, False),
-    "beta": (0.0, math.inf, True, False),
-    "baseline_decay": (0.0, 1.0, True, False),
-}
+
+from jaxpg.distributions import DISTRIBUTIONS
+from jaxpg.networks import ACTIVATIONS, POLICIES
+
+LR_SCHEDULES = ("constant", "linear", "cosine", "exponential")
 
 
-def _interval(low, high, low_inclusive, high_inclusive):
-    return f"{'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """What an option accepts.
+
+    Attributes:
+      doc: one line for `--help-algo` and the docstrings.
+      traced: a hyperparameter (float32 leaf, sweepable) rather than a static setting.
+      kind: `float`, `int`, `bool`, `choice` or `sizes` (a tuple of positive integers).
+      interval: `(low, high, low_inclusive, high_inclusive)` for `float` and `int`.
+      choices: the accepted values of a `choice`.
+      optional: None is accepted too (its meaning is in `doc`).
+    """
+
+    doc: str
+    traced: bool = False
+    kind: str = "float"
+    interval: tuple | None = None
+    choices: tuple | None = None
+    optional: bool = False
+
+    def accepted(self) -> str:
+        if self.kind == "choice":
+            text = ", ".join(map(str, self.choices))
+        elif self.kind == "bool":
+            text = "True, False"
+        elif self.kind == "sizes":
+            text = "a tuple of positive integers"
+        elif self.kind == "int":
+            text = f"an integer >= {self.interval[0]}"
+        else:
+            low, high, low_inclusive, high_inclusive = self.interval
+            text = f"{'[' if low_inclusive else '('}{float(low)}, {float(high)}{']' if high_inclusive else ')'}"
+        return text + (" or None" if self.optional else "")
+
+    def check(self, name: str, value):
+        """Returns `value` normalised (sizes as a tuple) or raises `ValueError`."""
+        if value is None and self.optional:
+            return None
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"{name}={value!r} is unknown; accepted: {self.accepted()}")
+        elif self.kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name}={value!r} must be True or False")
+            value = bool(value)
+        elif self.kind == "sizes":
+            sizes = (value,) if isinstance(value, int) else value
+            if not isinstance(sizes, (tuple, list)) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes
+            ):
+                raise ValueError(f"{name}={value!r} must be a sequence of positive integers")
+            value = tuple(sizes)
+        elif self.kind == "int":
+            low = self.interval[0]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                rule = "a positive integer" if low == 1 else f"an integer >= {low}"
+                raise ValueError(f"{name}={value!r} must be {rule}")
+            value = int(value)
+        else:
+            check_number(name, value, self)
+        return value
 
 
-def check_hparam(name: str, value) -> None:
-    """Checks one numeric hyperparameter; traced values (under vmap or jit) are skipped."""
+def check_number(name: str, value, spec: Spec) -> None:
+    """Checks a float option, elementwise for arrays; traced values (under jit/vmap) pass."""
     if isinstance(value, jax.core.Tracer):
         return
-    low, high, low_inc, high_inc = HPARAM_RANGES[name]
     try:
-        values = [float(v) for v in np.ravel(np.asarray(value, np.float64))]
+        values = np.ravel(np.asarray(value, np.float64))
     except (TypeError, ValueError):
-        raise ValueError(f"{name}={value!r} is not a number; accepted: {_interval(*HPARAM_RANGES[name])}")
-    for v in values:
-        above = v >= low if low_inc else v > low
-        below = v <= high if high_inc else v < high
+        raise ValueError(f"{name}={value!r} is not a number; accepted: {spec.accepted()}") from None
+    low, high, low_inclusive, high_inclusive = spec.interval
+    for v in values.tolist():
+        above = v >= low if low_inclusive else v > low
+        below = v <= high if high_inclusive else v < high
         if not (above and below and not math.isnan(v)):
-            raise ValueError(f"{name}={v:g} is out of range; accepted: {_interval(*HPARAM_RANGES[name])}")
+            raise ValueError(f"{name}={v:g} is out of range; accepted: {spec.accepted()}")
 
 
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
-    return value
+def setting(default, doc: str, kind: str = "int", *, minimum: int = 1, choices=None, optional=False):
+    """A static option: part of the program's structure; changing it recompiles."""
+    interval = {"int": (minimum, math.inf, True, False), "float": (0.0, math.inf, False, False)}.get(kind)
+    spec = Spec(doc, False, kind, interval, tuple(choices) if choices else None, optional)
+    return dataclasses.field(default=default, metadata={"spec": spec})
 
 
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is unknown; accepted: {', '.join(map(str, choices))}")
+def hparam(default, doc: str, low=0.0, high=math.inf, low_inclusive=False, high_inclusive=False, optional=False):
+    """A numeric hyperparameter: a float32 leaf of `TrainState.hparams`, sweepable with vmap."""
+    spec = Spec(doc, True, "float", (low, high, low_inclusive, high_inclusive), None, optional)
+    return dataclasses.field(default=default, metadata={"spec": spec})
 
 
-def check_hidden_sizes(value) -> tuple:
-    sizes = (value,) if isinstance(value, int) else tuple(value)
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
-        raise ValueError(f"hidden_sizes={value!r} must be a sequence of positive integers")
-    return sizes
+def redeclare(config_class, name: str, default, doc: str | None = None):
+    """`config_class`'s option `name` with a new default (and doc), for a subclass."""
+    spec = config_class.specs()[name]
+    return dataclasses.field(
+        default=default, metadata={"spec": dataclasses.replace(spec, doc=doc or spec.doc)}
+    )
 
 
-def split_config(algo: str, config: Mapping, static_defaults: Mapping, hparam_defaults: Mapping):
-    """Splits keyword options into static settings and numeric hyperparameters.
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Options every algorithm has. Subclasses add theirs and override `validate`."""
 
-    Returns:
-      `(static, hparams)`: dicts with every default filled in.
-    """
-    unknown = sorted(set(config) - set(static_defaults) - set(hparam_defaults))
-    if unknown:
-        raise ValueError(
-            f"{algo}: unknown option(s) {unknown}; accepted settings: {sorted(static_defaults)}; "
-            f"accepted hyperparameters: {sorted(hparam_defaults)}"
-        )
-    static = {k: config.get(k, v) for k, v in static_defaults.items()}
-    hparams = {k: config.get(k, v) for k, v in hparam_defaults.items()}
-    return static, hparams
+    algo: ClassVar[str] = "base"
 
+    num_envs: int = setting(16, "parallel environments")
+    num_steps: int = setting(128, "environment steps per environment per iteration")
+    total_timesteps: int = setting(500_000, "environment steps of the whole run (per seed)")
+    hidden_sizes: tuple = setting((64, 64), "hidden layer sizes of the policy and value MLPs", "sizes")
+    activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
+    policy: str = setting(
+        "mlp", "policy network: mlp, or linear (a = K obs, no bias, K from 0; continuous actions)",
+        "choice", choices=POLICIES,
+    )
+    distribution: str | None = setting(
+        None, "action distribution; None picks categorical for Discrete, gaussian for Box",
+        "choice", choices=DISTRIBUTIONS, optional=True,
+    )
+    init_std: float = setting(1.0, "initial standard deviation of Gaussian policies", "float")
+    normalize_observations: bool = setting(False, "standardise observations by running statistics", "bool")
+    progress: bool = setting(
+        False, "in-graph progress bar (a host callback; jaxpg.fit shows progress without one)", "bool"
+    )
+    lr_schedule: str = setting(
+        "constant", "learning-rate schedule from lr to lr_end over all updates", "choice", choices=LR_SCHEDULES
+    )
+    lr: float = hparam(1e-3, "Adam learning rate (the schedule's start)")
+    lr_end: float = hparam(0.0, "learning rate at the last update (linear, cosine, exponential)", low_inclusive=True)
+    max_grad_norm: float = hparam(1.0, "gradients are clipped to this global norm")
 
-def check_hparams_keys(algo: str, given: Mapping, accepted: Mapping) -> None:
-    if not isinstance(given, Mapping):
-        raise ValueError(f"{algo}: hparams must be a dict of numbers, got {type(given).__name__}")
-    unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"{algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(accepted)}"
-        )
+    def __post_init__(self):
+        for name, spec in self.specs().items():
+            object.__setattr__(self, name, spec.check(name, getattr(self, name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks that involve several options; raises `ValueError` naming them."""
+        if self.lr_schedule == "exponential":
+            check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
+
+    @classmethod
+    def specs(cls) -> dict[str, Spec]:
+        return {f.name: f.metadata["spec"] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def hparam_names(cls) -> tuple[str, ...]:
+        return tuple(name for name, spec in cls.specs().items() if spec.traced)
+
+    @classmethod
+    def from_options(cls, options: Mapping):
+        """Builds the config from keyword options, refusing unknown names."""
+        specs = cls.specs()
+        unknown = sorted(set(options) - set(specs))
+        if unknown:
+            hints = [
+                f"{name!r} -> {close[0]!r}"
+                for name in unknown if (close := difflib.get_close_matches(name, specs, n=1))
+            ]
+            raise ValueError(
+                f"{cls.algo}: unknown option(s) {unknown}"
+                + (f" (did you mean {', '.join(hints)}?)" if hints else "")
+                + f"; accepted settings: {sorted(n for n, s in specs.items() if not s.traced)}; "
+                f"accepted hyperparameters: {sorted(cls.hparam_names())}"
+            )
+        return cls(**options)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def check_hparams(self, hparams: Mapping) -> None:
+        """Checks a user's hyperparameter overrides: names, then every concrete value."""
+        if not isinstance(hparams, Mapping):
+            raise ValueError(f"{self.algo}: hparams must be a dict of numbers, got {type(hparams).__name__}")
+        specs = self.specs()
+        unknown = sorted(set(hparams) - set(self.hparam_names()))
+        if unknown:
+            raise ValueError(f"{self.algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(self.hparam_names())}")
+        for name, value in hparams.items():
+            check_number(name, value, specs[name])
+        if self.lr_schedule == "exponential" and "lr_end" in hparams:
+            check_number("lr_end", hparams["lr_end"], Spec("", True, "float", (0.0, math.inf, False, False)))
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations (rollout and update) of the whole run."""
+        return max(1, self.total_timesteps // self.steps_per_iteration)
+
+    @property
+    def updates_per_iteration(self) -> int:
+        """Optimiser steps per iteration; learning-rate schedules count these."""
+        return 1
+
+    @classmethod
+    def table(cls) -> str:
+        """The options as a Markdown table: name, kind, default, accepted, doc."""
+        rows = ["| option | kind | default | accepted | what |", "|---|---|---|---|---|"]
+        for field in dataclasses.fields(cls):
+            spec = field.metadata["spec"]
+            kind = "hyperparameter (traced)" if spec.traced else "setting (static)"
+            rows.append(f"| `{field.name}` | {kind} | `{field.default!r}` | {spec.accepted()} | {spec.doc} |")
+        return "\n".join(rows)
+
+    @classmethod
+    def docstring(cls) -> str:
+        """The options as docstring lines (appended to each trainer's docstring)."""
+        lines = ["", "Options (from the algorithm's `Config`; `jaxpg train --help-algo` prints them):", ""]
+        for field in dataclasses.fields(cls):
+            spec = field.metadata["spec"]
+            tag = "traced" if spec.traced else "static"
+            lines.append(f"  {field.name} ({tag}, default {field.default!r}; {spec.accepted()}): {spec.doc}")
+        return "\n".join(lines)

@@ -6,75 +6,104 @@ termination), then `update_epochs` passes over the batch, each in `num_minibatch
 drawn from a fresh permutation.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import optax
+from flax import struct
 
+from jaxpg import losses
 from jaxpg.advantages import gae
-from jaxpg.config import check_positive_int
+from jaxpg.config import Config, hparam, redeclare, setting
 from jaxpg.normalize import RunningStats
-from jaxpg.trainer import COMMON_STATIC, Trainer, episode_statistics
+from jaxpg.trainer import Trainer, episode_statistics
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(Config):
+    """PPO's options. Names and defaults follow PureJaxRL's CartPole config."""
+
+    algo = "ppo"
+
+    num_envs: int = redeclare(Config, "num_envs", 4)
+    update_epochs: int = setting(4, "passes over each rollout's batch")
+    num_minibatches: int = setting(4, "minibatches per epoch; must divide num_envs * num_steps")
+    clip_value_loss: bool = setting(True, "clip V's change per update to clip_eps, as PPO2 does", "bool")
+    normalize_advantages: bool = setting(True, "standardise advantages per minibatch", "bool")
+    normalize_rewards: bool = setting(
+        False, "divide rewards by the running std of the discounted return (SB3's VecNormalize)", "bool"
+    )
+    lr_schedule: str = redeclare(Config, "lr_schedule", "linear")
+    lr: float = redeclare(Config, "lr", 2.5e-4)
+    max_grad_norm: float = redeclare(Config, "max_grad_norm", 0.5)
+    gamma: float = hparam(0.99, "discount", high=1.0, high_inclusive=True)
+    gae_lambda: float = hparam(0.95, "GAE's lambda", low_inclusive=True, high=1.0, high_inclusive=True)
+    clip_eps: float = hparam(0.2, "clip range of the probability ratio (and of V, with clip_value_loss)", high=1.0)
+    ent_coef: float = hparam(0.01, "weight of the entropy bonus", low_inclusive=True)
+    vf_coef: float = hparam(0.5, "weight of the value loss", low_inclusive=True)
+
+    def validate(self):
+        super().validate()
+        if self.steps_per_iteration % self.num_minibatches:
+            raise ValueError(
+                f"num_minibatches={self.num_minibatches} must divide the batch "
+                f"num_envs * num_steps = {self.steps_per_iteration}"
+            )
+
+    @classmethod
+    def from_options(cls, options):
+        """Also takes PureJaxRL's `anneal_lr` (True: lr_schedule='linear' to 0; False: 'constant')."""
+        options = dict(options)
+        if "anneal_lr" in options:
+            anneal = options.pop("anneal_lr")
+            if "lr_schedule" in options:
+                raise ValueError("anneal_lr and lr_schedule both given; accepted: one of them (anneal_lr=True is lr_schedule='linear')")
+            if not isinstance(anneal, bool):
+                raise ValueError(f"anneal_lr={anneal!r} must be True or False")
+            options["lr_schedule"] = "linear" if anneal else "constant"
+        return super().from_options(options)
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.update_epochs * self.num_minibatches
+
+
+@struct.dataclass
+class PPOExtra:
+    """PPO's own state: episode accumulators and the reward-scaling statistics.
+
+    Attributes:
+      running_return, running_length: `(num_envs,)` sums of each env's unfinished episode.
+      last_return, last_length: mean of the episodes that finished in the latest rollout that
+        had any; NaN until the first one finishes.
+      discounted_return: `(num_envs,)` running discounted return, for `normalize_rewards`.
+      return_stats: running statistics of `discounted_return`.
+    """
+
+    running_return: jax.Array
+    running_length: jax.Array
+    last_return: jax.Array
+    last_length: jax.Array
+    discounted_return: jax.Array
+    return_stats: RunningStats
 
 
 class PPO(Trainer):
-    """Proximal policy optimisation. Names follow PureJaxRL so its configs carry over.
-
-    Settings (static), defaults are PureJaxRL's CartPole ones: `num_envs` 4, `num_steps` 128,
-    `total_timesteps` 500,000, `update_epochs` 4, `num_minibatches` 4, `anneal_lr` True (linear
-    to 0 over all updates, an optax schedule), `clip_value_loss` True, `normalize_advantages`
-    True (per minibatch), `normalize_observations` False, `normalize_rewards` False (divide
-    rewards by the running std of the discounted return, as SB3's VecNormalize), `hidden_sizes`
-    (64, 64), `activation` tanh, `distribution`, `policy`, `init_std`.
-
-    Hyperparameters (traced): `lr` 2.5e-4, `gamma` 0.99, `gae_lambda` 0.95, `clip_eps` 0.2,
-    `ent_coef` 0.01, `vf_coef` 0.5, `max_grad_norm` 0.5.
-    """
+    """Proximal policy optimisation (Schulman et al. 2017) with GAE and clipped surrogate and
+    value losses. Names follow PureJaxRL so its configs carry over; `anneal_lr=True/False` is
+    accepted for `lr_schedule="linear"/"constant"`."""
 
     algo = "ppo"
-    STATIC_DEFAULTS = {
-        **COMMON_STATIC,
-        "num_envs": 4,
-        "num_steps": 128,
-        "total_timesteps": 500_000,
-        "update_epochs": 4,
-        "num_minibatches": 4,
-        "anneal_lr": True,
-        "clip_value_loss": True,
-        "normalize_advantages": True,
-        "normalize_rewards": False,
-    }
-    HPARAM_DEFAULTS = {
-        "lr": 2.5e-4, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2,
-        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
-    }
-
-    def _check_static(self, static):
-        check_positive_int("update_epochs", static["update_epochs"])
-        check_positive_int("num_minibatches", static["num_minibatches"])
-        batch = static["num_envs"] * static["num_steps"]
-        if batch % static["num_minibatches"]:
-            raise ValueError(
-                f"num_minibatches={static['num_minibatches']} must divide the batch "
-                f"num_envs * num_steps = {batch}"
-            )
-
-    @property
-    def num_updates(self) -> int:
-        return self.num_iterations * self.config["update_epochs"] * self.config["num_minibatches"]
-
-    def learning_rate(self, hparams):
-        if self.config["anneal_lr"]:
-            return optax.linear_schedule(hparams["lr"], 0.0, self.num_updates)
-        return hparams["lr"]
+    Config = PPOConfig
 
     def _init_extra(self, key, params, hparams):
-        zeros = jnp.zeros((self.config["num_envs"],))
-        return {
-            "running_return": zeros, "running_length": zeros,
+        zeros = jnp.zeros((self.config.num_envs,))
+        return PPOExtra(
+            running_return=zeros, running_length=zeros,
             # NaN until the first episode finishes: no return has been observed yet.
-            "last_return": jnp.full((), jnp.nan), "last_length": jnp.full((), jnp.nan),
-            "discounted_return": zeros, "return_stats": RunningStats.create(),
-        }
+            last_return=jnp.full((), jnp.nan), last_length=jnp.full((), jnp.nan),
+            discounted_return=zeros, return_stats=RunningStats.create(),
+        )
 
     def loss(self, params, obs_stats, minibatch, hparams):
         """Clipped-surrogate PPO loss on a flat minibatch; returns `(loss, aux metrics)`."""
@@ -86,30 +115,27 @@ class PPO(Trainer):
         clip_eps = hparams["clip_eps"]
 
         log_ratio = log_prob - batch.log_prob
-        ratio = jnp.exp(log_ratio)
-        if self.config["normalize_advantages"]:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        surrogate = jnp.minimum(ratio * advantages, jnp.clip(ratio, 1 - clip_eps, 1 + clip_eps) * advantages)
+        if self.config.normalize_advantages:
+            advantages = losses.standardize(advantages)
+        surrogate, _, _ = losses.clipped_surrogate(log_ratio, advantages, clip_eps, clip_eps)
         policy_loss = -surrogate.mean()
-
-        value_error = (value - targets) ** 2
-        if self.config["clip_value_loss"]:
-            clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
-            value_error = jnp.maximum(value_error, (clipped - targets) ** 2)
-        value_loss = 0.5 * value_error.mean()
+        if self.config.clip_value_loss:
+            value_loss = losses.value_loss(value, targets, old_value, clip_eps)
+        else:
+            value_loss = losses.value_loss(value, targets)
 
         loss = policy_loss + hparams["vf_coef"] * value_loss - hparams["ent_coef"] * entropy
         return loss, {
             "policy_loss": policy_loss,
             "value_loss": value_loss,
             "entropy": entropy,
-            "approx_kl": jnp.mean(jnp.expm1(log_ratio) - log_ratio),
-            "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > clip_eps),
+            "approx_kl": jnp.mean(losses.k3_kl(batch.log_prob, log_prob)),
+            "clip_fraction": losses.clip_fraction(log_ratio, clip_eps),
         }
 
     def _scale_rewards(self, rewards, dones, extra, gamma):
         """SB3-style reward scaling by the running std of each env's discounted return."""
-        if not self.config["normalize_rewards"]:
+        if not self.config.normalize_rewards:
             return rewards, extra
 
         def forward(discounted, step):
@@ -117,20 +143,18 @@ class PPO(Trainer):
             discounted = discounted * gamma + reward
             return discounted * (1.0 - done), discounted
 
-        carried, discounted = jax.lax.scan(forward, extra["discounted_return"], (rewards, dones))
-        stats = extra["return_stats"].update(discounted)
+        carried, discounted = jax.lax.scan(forward, extra.discounted_return, (rewards, dones))
+        stats = extra.return_stats.update(discounted)
         scaled = rewards / jnp.sqrt(stats.var + 1e-8)
-        return scaled, {**extra, "discounted_return": carried, "return_stats": stats}
+        return scaled, extra.replace(discounted_return=carried, return_stats=stats)
 
     def _iteration(self, state):
         hparams, config, extra = state.hparams, self.config, state.extra
         key, rollout_key, permutation_key = jax.random.split(state.key, 3)
-        (env_state, obs), batch = self.collect(
-            state.params, state.obs_stats, state.env_state, state.obs, rollout_key, config["num_steps"]
-        )
+        (env_state, obs), batch = self.collect(state, state.env_state, state.obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         running_return, running_length, ret_sum, len_sum, finished = episode_statistics(
-            batch.reward, dones, extra["running_return"], extra["running_length"]
+            batch.reward, dones, extra.running_return, extra.running_length
         )
         rewards, extra = self._scale_rewards(batch.reward, dones, extra, hparams["gamma"])
         # The critic is not needed to act, so V(s_t) and V(final observation) are computed
@@ -160,41 +184,37 @@ class PPO(Trainer):
 
         def epoch(carry, permutation):
             minibatches = jax.tree.map(
-                lambda x: x[permutation].reshape((config["num_minibatches"], -1) + x.shape[1:]), flat
+                lambda x: x[permutation].reshape((config.num_minibatches, -1) + x.shape[1:]), flat
             )
             return jax.lax.scan(minibatch_update, carry, minibatches)
 
         # A fresh permutation per epoch, all drawn in one batched call (one threefry loop).
         permutations = jax.vmap(jax.random.permutation, in_axes=(0, None))(
-            jax.random.split(permutation_key, config["update_epochs"]), batch_size
+            jax.random.split(permutation_key, config.update_epochs), batch_size
         )
         (params, opt_state), update_metrics = jax.lax.scan(
             epoch, (state.params, state.opt_state), permutations
         )
 
         finite = update_metrics.pop("finite")
-        schedule = self.learning_rate(hparams)
-        count = state.iteration * config["update_epochs"] * config["num_minibatches"]
-        lr = schedule(count) if callable(schedule) else schedule
         residual_var = jnp.var(targets - values)
-        last_return = jnp.where(finished > 0, ret_sum / jnp.maximum(finished, 1), extra["last_return"])
-        last_length = jnp.where(finished > 0, len_sum / jnp.maximum(finished, 1), extra["last_length"])
+        last_return = jnp.where(finished > 0, ret_sum / jnp.maximum(finished, 1), extra.last_return)
+        last_length = jnp.where(finished > 0, len_sum / jnp.maximum(finished, 1), extra.last_length)
         metrics = {
             **jax.tree.map(jnp.mean, update_metrics),
             "episode_return": last_return,
             "episode_length": last_length,
             "episodes_finished": finished,
             "explained_variance": 1.0 - residual_var / (jnp.var(targets) + 1e-8),
-            "learning_rate": jnp.asarray(lr, jnp.float32),
             "nonfinite": ~jnp.all(finite),
         }
         obs_stats = state.obs_stats
-        if config["normalize_observations"]:
+        if config.normalize_observations:
             obs_stats = obs_stats.update(batch.obs)
-        extra = {
-            **extra, "running_return": running_return, "running_length": running_length,
-            "last_return": last_return, "last_length": last_length,
-        }
+        extra = extra.replace(
+            running_return=running_return, running_length=running_length,
+            last_return=last_return, last_length=last_length,
+        )
         state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,
             obs=obs, key=key, extra=extra,

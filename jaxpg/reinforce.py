@@ -22,31 +22,63 @@ expected gradient is that of KL(pi_ref || pi)). The reported `kl_to_reference` i
 estimate of KL(pi || pi_ref) on the rollout: same expectation as k1, never negative.
 """
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from flax import struct
 
+from jaxpg import losses
 from jaxpg.advantages import returns_to_go
-from jaxpg.config import check_choice
-from jaxpg.grpo import k3_kl
-from jaxpg.trainer import COMMON_STATIC, Trainer, masked_mean
+from jaxpg.config import Config, hparam, redeclare, setting
+from jaxpg.trainer import Trainer
 
 BASELINES = ("none", "mean", "value", "moving_average")
 
 
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig(Config):
+    """REINFORCE's options."""
+
+    algo = "reinforce"
+
+    num_envs: int = redeclare(Config, "num_envs", 16, "episodes per iteration")
+    num_steps: int | None = setting(
+        None, "steps rolled per episode; None takes the env's max_steps_in_episode", optional=True
+    )
+    total_timesteps: int = redeclare(
+        Config, "total_timesteps", 1_000_000, "env steps of the whole run, masked steps included (num_envs * num_steps per iteration)"
+    )
+    baseline: str = setting("value", "b(s): none, mean (batch mean), value (learned V), moving_average", "choice", choices=BASELINES)
+    normalize_returns: bool = setting(True, "standardise G - b over the batch", "bool")
+    record_grad_variance: bool = setting(False, "log the per-episode gradient variance (costs a vmapped grad)", "bool")
+    gamma: float = hparam(0.99, "discount of the returns-to-go", high=1.0, high_inclusive=True)
+    ent_coef: float = hparam(0.0, "weight of the entropy bonus", low_inclusive=True)
+    vf_coef: float = hparam(0.5, "weight of the value regression (baseline=value)", low_inclusive=True)
+    beta: float = hparam(0.0, "weight of the k1 KL penalty to the reference policy in the reward; 0 is plain REINFORCE", low_inclusive=True)
+    baseline_decay: float = hparam(
+        0.9, "decay of the moving_average baseline (averages about 1 / (1 - decay) iterations)",
+        low_inclusive=True, high=1.0,
+    )
+
+
+@struct.dataclass
+class ReinforceExtra:
+    """REINFORCE's own state.
+
+    Attributes:
+      baseline_total, baseline_weight: running sums of the `moving_average` baseline.
+      reference: the frozen reference policy's parameters (the initial policy) for `beta`.
+    """
+
+    baseline_total: jax.Array
+    baseline_weight: jax.Array
+    reference: Any
+
+
 class Reinforce(Trainer):
-    """REINFORCE with returns-to-go, a baseline and an entropy bonus.
-
-    Settings (static): `num_envs` (episodes per iteration, 16), `num_steps` (steps rolled per
-    episode; `None` takes the environment's `max_steps_in_episode`), `total_timesteps`
-    (env steps budget, counting masked steps: `num_envs * num_steps` per iteration),
-    `baseline` (`value`), `normalize_returns` (standardise G - b over the batch, True),
-    `record_grad_variance` (False; see `_grad_variance`), and the common network settings.
-
-    Hyperparameters (traced): `lr` 1e-3, `gamma` 0.99, `ent_coef` 0, `vf_coef` 0.5,
-    `max_grad_norm` 1.0, `beta` 0 (weight of the KL penalty to the reference policy; 0 is
-    plain REINFORCE, bit for bit), `baseline_decay` 0.9 (the `moving_average` baseline's decay,
-    in [0, 1): it averages about 1 / (1 - decay) = 10 iterations, enough to smooth a batch's
-    noise while following the policy's improvement; 0 uses the previous batch's mean).
+    """REINFORCE with returns-to-go, a baseline, an entropy bonus and an optional KL penalty.
 
     `policy_params` (constructor argument, default None): initial policy parameters (e.g. an
     SFT policy from `jaxpg.rlhf.behaviour_cloning`); they are also the frozen reference of the
@@ -54,38 +86,21 @@ class Reinforce(Trainer):
     """
 
     algo = "reinforce"
-    STATIC_DEFAULTS = {
-        **COMMON_STATIC,
-        "num_envs": 16,
-        "num_steps": None,
-        "total_timesteps": 1_000_000,
-        "baseline": "value",
-        "normalize_returns": True,
-        "record_grad_variance": False,
-    }
-    KEEPS_REFERENCE = True
-    HPARAM_DEFAULTS = {
-        "lr": 1e-3, "gamma": 0.99, "ent_coef": 0.0, "vf_coef": 0.5, "max_grad_norm": 1.0, "beta": 0.0,
-        "baseline_decay": 0.9,
-    }
+    Config = ReinforceConfig
 
-    def __init__(self, env, env_params, policy_params=None, **config):
-        if config.get("num_steps") is None:
-            limit = getattr(env_params, "max_steps_in_episode", None)
-            if limit is None:
-                raise ValueError(
-                    "reinforce: num_steps=None takes the environment's max_steps_in_episode, "
-                    "which these env_params lack; pass num_steps (a positive integer)"
-                )
-            config = {**config, "num_steps": int(limit)}
-        super().__init__(env, env_params, policy_params=policy_params, **config)
-
-    def _check_static(self, static):
-        check_choice("baseline", static["baseline"], BASELINES)
+    def resolve_config(self, config, env_params):
+        if config.num_steps is not None:
+            return config
+        limit = getattr(env_params, "max_steps_in_episode", None)
+        if limit is None:
+            raise ValueError(
+                "reinforce: num_steps=None takes the environment's max_steps_in_episode, "
+                "which these env_params lack; pass num_steps (a positive integer)"
+            )
+        return config.replace(num_steps=int(limit))
 
     def _init_extra(self, key, params, hparams):
-        # Running sums of the `moving_average` baseline (see `_moving_average`).
-        return {"baseline_total": jnp.float32(0.0), "baseline_weight": jnp.float32(0.0)}
+        return ReinforceExtra(jnp.float32(0.0), jnp.float32(0.0), params["policy"])
 
     def _moving_average(self, extra, returns, mask, hparams):
         """The `moving_average` baseline b for this batch, and `extra` updated with this batch.
@@ -98,14 +113,13 @@ class Reinforce(Trainer):
         Returns:
           `(b scalar, extra)`.
         """
-        total, weight = extra["baseline_total"], extra["baseline_weight"]
+        total, weight = extra.baseline_total, extra.baseline_weight
         baseline = jnp.where(weight > 0.0, total / jnp.maximum(weight, 1e-30), 0.0)
         decay = hparams["baseline_decay"]
-        extra = {
-            **extra,
-            "baseline_total": decay * total + (1.0 - decay) * masked_mean(returns, mask),
-            "baseline_weight": decay * weight + (1.0 - decay),
-        }
+        extra = extra.replace(
+            baseline_total=decay * total + (1.0 - decay) * losses.masked_mean(returns, mask),
+            baseline_weight=decay * weight + (1.0 - decay),
+        )
         return baseline, extra
 
     def _reference_log_prob(self, reference, obs_stats, batch):
@@ -115,7 +129,7 @@ class Reinforce(Trainer):
 
     def _penalised_rewards(self, batch, ref_log_prob, hparams):
         """r_t - beta * log(pi / pi_ref) at the sampled actions (the k1 penalty): `(T, N)`."""
-        return batch.reward - hparams["beta"] * (batch.log_prob - ref_log_prob)
+        return batch.reward - hparams["beta"] * losses.k1_kl(batch.log_prob, ref_log_prob)
 
     def _policy_loss_terms(self, params, obs_stats, batch, hparams):
         """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
@@ -127,17 +141,15 @@ class Reinforce(Trainer):
 
     def _weights(self, returns, value, mask, hparams):
         """The policy-gradient weights G_t - b_t, optionally standardised; no gradient."""
-        baseline = self.config["baseline"]
+        baseline = self.config.baseline
         if baseline == "value":
             weights = returns - value
         elif baseline == "mean":
-            weights = returns - masked_mean(returns, mask)
+            weights = returns - losses.masked_mean(returns, mask)
         else:  # `none`, and `moving_average`, whose b `_iteration` subtracts from the returns
             weights = returns
-        if self.config["normalize_returns"]:
-            mean = masked_mean(weights, mask)
-            std = jnp.sqrt(masked_mean((weights - mean) ** 2, mask))
-            weights = (weights - mean) / (std + 1e-8)
+        if self.config.normalize_returns:
+            weights = losses.masked_standardize(weights, mask)
         return jax.lax.stop_gradient(weights)
 
     def loss(self, params, obs_stats, batch, returns, mask, hparams):
@@ -150,9 +162,10 @@ class Reinforce(Trainer):
         num_episodes = mask.shape[1]
         log_prob, entropy, value = self._policy_loss_terms(params, obs_stats, batch, hparams)
         weights = self._weights(returns, value, mask, hparams)
-        policy_loss = -jnp.sum(mask * log_prob * weights) / num_episodes
-        mean_entropy = masked_mean(entropy, mask)
-        value_loss = masked_mean((value - returns) ** 2, mask) if self.config["baseline"] == "value" else 0.0
+        policy_loss = losses.score_function_loss(log_prob, weights, mask)
+        mean_entropy = losses.masked_mean(entropy, mask)
+        value_loss = losses.masked_mean((value - returns) ** 2, mask) if self.config.baseline == "value" else 0.0
+        # The entropy bonus is summed over each episode's steps like the policy term.
         loss = policy_loss - hparams["ent_coef"] * jnp.sum(mask * entropy) / num_episodes
         loss = loss + hparams["vf_coef"] * value_loss
         return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy}
@@ -160,18 +173,15 @@ class Reinforce(Trainer):
     def _iteration(self, state):
         hparams, config = state.hparams, self.config
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
-        obs, env_state = self.reset_envs(reset_key, config["num_envs"])
-        (env_state, obs), batch = self.collect(
-            state.params, state.obs_stats, env_state, obs, rollout_key, config["num_steps"]
-        )
+        obs, env_state = self.reset_envs(reset_key, config.num_envs, state.env_params)
+        (env_state, obs), batch = self.collect(state, env_state, obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
-        # A step is active until (and including) its environment's first episode end.
-        mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
-        ref_log_prob = self._reference_log_prob(state.extra["reference"], state.obs_stats, batch)
+        mask = losses.first_episode_mask(dones)
+        ref_log_prob = self._reference_log_prob(state.extra.reference, state.obs_stats, batch)
         rewards = self._penalised_rewards(batch, ref_log_prob, hparams)
         returns = returns_to_go(rewards, dones, hparams["gamma"])
         extra = state.extra
-        if config["baseline"] == "moving_average":
+        if config.baseline == "moving_average":
             baseline, extra = self._moving_average(extra, returns, mask, hparams)
             returns = returns - baseline
 
@@ -182,21 +192,20 @@ class Reinforce(Trainer):
             state.params, state.opt_state, grads, loss, hparams
         )
         new_log_prob, _, _ = self._policy_loss_terms(params, state.obs_stats, batch, hparams)
-        log_ratio = new_log_prob - batch.log_prob
         metrics = {
             **aux,
             "loss": loss,
             "episode_return": jnp.mean(jnp.sum(mask * batch.reward, axis=0)),
             "episode_length": jnp.mean(jnp.sum(mask, axis=0)),
             "grad_norm": grad_norm,
-            "approx_kl": masked_mean(jnp.expm1(log_ratio) - log_ratio, mask),
-            "kl_to_reference": masked_mean(k3_kl(batch.log_prob, ref_log_prob), mask),
+            "approx_kl": losses.masked_mean(losses.k3_kl(batch.log_prob, new_log_prob), mask),
+            "kl_to_reference": losses.masked_mean(losses.k3_kl(batch.log_prob, ref_log_prob), mask),
             "nonfinite": ~finite,
         }
-        if config["record_grad_variance"]:
+        if config.record_grad_variance:
             metrics["grad_variance"] = self._grad_variance(state, batch, returns, mask)
         obs_stats = state.obs_stats
-        if config["normalize_observations"]:
+        if config.normalize_observations:
             obs_stats = obs_stats.update(batch.obs)
         state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,

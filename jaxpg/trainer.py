@@ -1,13 +1,12 @@
 """What every algorithm shares: the train state, networks, optimiser, guarded update and loop.
 
-An algorithm subclasses `Trainer`, lists its settings (`STATIC_DEFAULTS`, structural and
-hashable) and its numeric hyperparameters (`HPARAM_DEFAULTS`, traced leaves that `vmap` can
-sweep), and writes `_iteration(state) -> (state, metrics)`: one rollout and one update.
+An algorithm subclasses `Trainer`, declares its options in a `jaxpg.config.Config` subclass
+(structural settings static, numeric hyperparameters traced leaves that `vmap` can sweep), and
+writes `_iteration(state) -> (state, metrics)`: one rollout and one update.
 """
 
 import math
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -17,9 +16,9 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from jaxpg import config as cfg
-from jaxpg.distributions import DISTRIBUTIONS, make_action_head
-from jaxpg.networks import ACTIVATIONS, POLICIES, PolicyNetwork, ValueNetwork
+from jaxpg.config import Config
+from jaxpg.distributions import make_action_head
+from jaxpg.networks import PolicyNetwork, ValueNetwork
 from jaxpg.normalize import RunningStats
 from jaxpg.progress import make_reporter
 from jaxpg.rollout import rollout
@@ -31,14 +30,17 @@ class TrainState:
 
     Attributes:
       params: `{"policy": ..., "value": ...}` network parameters.
-      opt_state: optax state for `params`.
+      opt_state: optax state for `params` (on their flattened vector).
       obs_stats: running observation statistics (used when `normalize_observations`).
       env_state, obs: the environments' states and observations, batched over `num_envs`;
         algorithms that reset every iteration keep the last ones here.
+      env_params: the environment parameters this run trains on; a traced input, so
+        `jax.vmap` over them trains one run per setting.
       key: the run's PRNG key.
       hparams: the numeric hyperparameters this run uses (dict of float32 scalars).
       iteration: number of completed iterations.
-      extra: algorithm-specific arrays (episode accumulators, reward statistics, ...).
+      extra: the algorithm's own state, a `flax.struct` dataclass per algorithm
+        (`PPOExtra`, `ReinforceExtra`, `GRPOExtra`).
     """
 
     params: Any
@@ -46,79 +48,80 @@ class TrainState:
     obs_stats: RunningStats
     env_state: Any
     obs: Any
+    env_params: Any
     key: jax.Array
     hparams: dict
     iteration: jax.Array
-    extra: dict
+    extra: Any
 
 
-COMMON_STATIC = {
-    "num_envs": 16,
-    "num_steps": 128,
-    "total_timesteps": 500_000,
-    "hidden_sizes": (64, 64),
-    "activation": "tanh",
-    "policy": "mlp",
-    "distribution": None,
-    "init_std": 1.0,
-    "normalize_observations": False,
-    "progress": True,
-}
+@struct.dataclass
+class NoExtra:
+    """The `extra` of an algorithm that carries nothing of its own."""
 
 
 def tree_where(condition, on_true, on_false):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
 
 
-def masked_mean(x, mask):
-    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+def make_schedule(name: str, start, end, num_updates: int):
+    """The learning rate as a function of the update count (or a constant), from optax.
+
+    `start` and `end` may be traced (sweeps vmap them). Exponential decay is the linear schedule
+    in log space: optax's `exponential_decay` branches in Python on its rate, which a traced
+    value cannot do.
+    """
+    if name == "constant":
+        return start
+    if name == "linear":
+        return optax.linear_schedule(start, end, num_updates)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(start, num_updates, alpha=end / start)
+    log_rate = optax.linear_schedule(jnp.log(start), jnp.log(end), num_updates)
+    return lambda count: jnp.exp(log_rate(count))
 
 
 class Trainer:
-    """Base class; use `jaxpg.make_trainer(algo, env, env_params, **config)`."""
+    """Base class; use `jaxpg.make_trainer(algo, env, env_params, **options)`.
+
+    An algorithm subclasses it with its `Config` (every option declared once) and writes
+    `_iteration(state) -> (state, metrics)`: one rollout and one update.
+    """
 
     algo = "base"
-    STATIC_DEFAULTS: dict = {}
-    HPARAM_DEFAULTS: dict = {}
-    # Algorithms with a KL term keep the initial policy, frozen, as `extra["reference"]`.
-    KEEPS_REFERENCE = False
+    Config = Config
 
-    def __init__(self, env, env_params, policy_params=None, **config):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The options are documented from their declaration, never by hand.
+        cls.__doc__ = (cls.__doc__ or "") + "\n" + cls.Config.docstring()
+
+    def __init__(self, env, env_params, policy_params=None, **options):
         """`policy_params` (optional): initial policy parameters, e.g. an SFT policy from
         `jaxpg.rlhf.behaviour_cloning`; for algorithms with a KL term they are also the frozen
         reference. They must fit this trainer's policy network."""
-        static, hparams = cfg.split_config(self.algo, config, self.STATIC_DEFAULTS, self.HPARAM_DEFAULTS)
-        for name, value in hparams.items():
-            cfg.check_hparam(name, value)
-        for name in ("num_envs", "num_steps", "total_timesteps"):
-            cfg.check_positive_int(name, static[name])
-        static["hidden_sizes"] = cfg.check_hidden_sizes(static["hidden_sizes"])
-        cfg.check_choice("activation", static["activation"], ACTIVATIONS)
-        cfg.check_choice("policy", static["policy"], POLICIES)
-        if static["distribution"] is not None:
-            cfg.check_choice("distribution", static["distribution"], DISTRIBUTIONS)
+        config = self.resolve_config(self.Config.from_options(options), env_params)
         self.env, self.env_params = env, env_params
-        self.head = make_action_head(env.action_space(env_params), static["distribution"], static["init_std"])
-        if static["policy"] == "linear" and self.head.kind == "categorical":
+        self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
+        if config.policy == "linear" and self.head.kind == "categorical":
             raise ValueError(
                 "policy='linear' is the linear-Gaussian policy and needs continuous actions; "
                 "accepted for Discrete actions: policy='mlp'"
             )
-        self._check_static(static)
-        self.config = static
-        self.hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+        self.config = config
+        self.hparams = {k: jnp.asarray(getattr(config, k), jnp.float32) for k in config.hparam_names()}
         obs_shape = jax.eval_shape(env.reset, jax.random.key(0), env_params)[0].shape
         self.obs_shape = tuple(obs_shape)
         self.policy_net = PolicyNetwork(
             num_outputs=self.head.num_outputs,
-            hidden_sizes=static["hidden_sizes"],
-            activation=static["activation"],
-            policy=static["policy"],
+            hidden_sizes=config.hidden_sizes,
+            activation=config.activation,
+            policy=config.policy,
             learns_log_std=self.head.learns_log_std,
-            init_log_std=math.log(static["init_std"]),
+            init_log_std=math.log(config.init_std),
             obs_ndim=len(obs_shape),
         )
-        self.value_net = ValueNetwork(static["hidden_sizes"], static["activation"], len(obs_shape))
+        self.value_net = ValueNetwork(config.hidden_sizes, config.activation, len(obs_shape))
         if policy_params is not None:
             expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
             shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
@@ -128,21 +131,29 @@ class Trainer:
                     f"shaped {shapes(expected)}"
                 )
         self._initial_policy_params = policy_params
-        self._reporter = make_reporter(self.num_iterations, self.steps_per_iteration, self.algo)
+        self._reporter = make_reporter(self.total_iterations, self.steps_per_iteration, self.algo)
         self._init_jit = jax.jit(self._init)
         self._step_jit = jax.jit(self._step)
+        self._iterate_jit = jax.jit(self._iterate, static_argnums=1)
         self._train_jit = jax.jit(self._train)
 
-    def _check_static(self, static: dict) -> None:
-        """Algorithm-specific checks of static settings; raise `ValueError` naming the field."""
+    def resolve_config(self, config: Config, env_params) -> Config:
+        """Fills the options that default to something of the environment's (episode limits)."""
+        return config
 
     @property
     def steps_per_iteration(self) -> int:
-        return self.config["num_envs"] * self.config["num_steps"]
+        return self.config.steps_per_iteration
 
     @property
-    def num_iterations(self) -> int:
-        return max(1, self.config["total_timesteps"] // self.steps_per_iteration)
+    def total_iterations(self) -> int:
+        """Iterations of the whole run: `total_timesteps // steps_per_iteration`, at least 1."""
+        return self.config.total_iterations
+
+    @property
+    def total_updates(self) -> int:
+        """Optimiser steps of the whole run: what the learning-rate schedule spans."""
+        return self.total_iterations * self.config.updates_per_iteration
 
     def optimizer(self, hparams) -> optax.GradientTransformation:
         """Global-norm clipping then Adam; built from (possibly traced) `hparams` each update.
@@ -156,25 +167,23 @@ class Trainer:
         )
 
     def learning_rate(self, hparams):
-        """A float or an optax schedule of the update count."""
-        return hparams["lr"]
+        """`lr_schedule` from `lr` to `lr_end` over `total_updates`: a float or an optax schedule."""
+        return make_schedule(self.config.lr_schedule, hparams["lr"], hparams["lr_end"], self.total_updates)
 
     def resolve_hparams(self, hparams=None) -> dict:
         """Merges user hyperparameters over the defaults, checking names and concrete values."""
         if hparams is None:
             return dict(self.hparams)
-        cfg.check_hparams_keys(self.algo, hparams, self.hparams)
-        for name, value in hparams.items():
-            cfg.check_hparam(name, value)
+        self.config.check_hparams(hparams)
         return {**self.hparams, **{k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}}
 
     def policy_outputs(self, params, obs_stats, obs):
-        if self.config["normalize_observations"]:
+        if self.config.normalize_observations:
             obs = obs_stats.normalize(obs)
         return self.policy_net.apply(params["policy"], obs)
 
     def value(self, params, obs_stats, obs):
-        if self.config["normalize_observations"]:
+        if self.config.normalize_observations:
             obs = obs_stats.normalize(obs)
         return self.value_net.apply(params["value"], obs)
 
@@ -188,47 +197,50 @@ class Trainer:
 
         return policy
 
-    def collect(self, params, obs_stats, env_state, obs, key, num_steps, group_size=1):
-        """`jaxpg.rollout` of the current policy: `((env_state, obs), Transition (T, N, ...))`."""
+    def collect(self, state: TrainState, env_state, obs, key, num_steps, group_size=1):
+        """`jaxpg.rollout` of `state`'s policy on its env params: `((env_state, obs), Transition (T, N, ...))`."""
         return rollout(
-            self.env, self.env_params, self.rollout_policy(params, obs_stats), env_state, obs,
+            self.env, state.env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
             key, num_steps, group_size,
         )
 
-    def reset_envs(self, key, num_envs):
+    def reset_envs(self, key, num_envs, env_params=None):
+        """`num_envs` fresh resets: `(obs, env_state)` batched on a leading axis."""
         keys = jax.random.split(key, num_envs)
-        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self._env_params(env_params))
 
-    def _init_extra(self, key, params, hparams) -> dict:
-        return {}
+    def _init_extra(self, key, params, hparams):
+        return NoExtra()
 
-    def _init(self, key, hparams):
+    def _init(self, key, hparams, env_params):
         key, policy_key, value_key, env_key, extra_key = jax.random.split(key, 5)
-        obs, env_state = self.reset_envs(env_key, self.config["num_envs"])
+        obs, env_state = self.reset_envs(env_key, self.config.num_envs, env_params)
         params = {
             "policy": self.policy_net.init(policy_key, obs),
             "value": self.value_net.init(value_key, obs),
         }
         if self._initial_policy_params is not None:
             params = {**params, "policy": self._initial_policy_params}
-        extra = self._init_extra(extra_key, params, hparams)
-        if self.KEEPS_REFERENCE:
-            extra = {**extra, "reference": params["policy"]}
         return TrainState(
             params=params,
             opt_state=self.init_opt_state(params, hparams),
             obs_stats=RunningStats.create(self.obs_shape),
             env_state=env_state,
             obs=obs,
+            env_params=env_params,
             key=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
-            extra=extra,
+            extra=self._init_extra(extra_key, params, hparams),
         )
 
-    def init(self, key, hparams=None) -> TrainState:
-        """A fresh `TrainState` for PRNG key `key` and (merged) hyperparameters."""
-        return self._init_jit(key, self.resolve_hparams(hparams))
+    def init(self, key, hparams=None, env_params=None) -> TrainState:
+        """A fresh `TrainState` for PRNG key `key`, (merged) hyperparameters and env params
+        (default: the trainer's)."""
+        return self._init_jit(key, self.resolve_hparams(hparams), self._env_params(env_params))
+
+    def _env_params(self, env_params):
+        return self.env_params if env_params is None else env_params
 
     def init_opt_state(self, params, hparams):
         """The optimiser state for `params`; it lives on their flattened vector."""
@@ -264,7 +276,10 @@ class Trainer:
         raise NotImplementedError
 
     def _step(self, state):
+        schedule = self.learning_rate(state.hparams)
+        count = state.iteration * self.config.updates_per_iteration
         state, metrics = self._iteration(state)
+        metrics["learning_rate"] = jnp.asarray(schedule(count) if callable(schedule) else schedule, jnp.float32)
         metrics["env_steps"] = (state.iteration + 1) * self.steps_per_iteration
         return state.replace(iteration=state.iteration + 1), metrics
 
@@ -272,31 +287,44 @@ class Trainer:
         """One iteration (rollout and update). Pure and jitted: `(state, metrics)`."""
         return self._step_jit(state)
 
-    def _train(self, key, hparams):
-        state = self._init(key, hparams)
-
-        def body(state, iteration):
+    def _iterate(self, state, n: int):
+        def body(state, _):
+            iteration = state.iteration
             state, metrics = self._step(state)
-            if self.config["progress"]:
+            if self.config.progress:
                 ack = self._reporter(iteration, metrics["episode_return"])
                 state = state.replace(iteration=state.iteration + ack)
             return state, metrics
 
-        return jax.lax.scan(body, state, jnp.arange(self.num_iterations))
+        return jax.lax.scan(body, state, None, length=n)
 
-    def train(self, key, hparams=None):
-        """The whole run as one compiled `lax.scan` over `num_iterations` iterations.
+    def iterate(self, state: TrainState, n: int):
+        """`n` iterations from `state` as one `lax.scan`: `(state, metrics)`.
+
+        Pure; jitted here, and vmappable. Chunks compose bit for bit:
+        `iterate(iterate(s, a)[0], b)` gives the state of `iterate(s, a + b)` and the
+        concatenation of the two chunks' metrics.
+        """
+        return self._iterate_jit(state, n)
+
+    def _train(self, key, hparams, env_params):
+        return self._iterate(self._init(key, hparams, env_params), self.total_iterations)
+
+    def train(self, key, hparams=None, env_params=None):
+        """The whole run, `iterate(init(key, hparams, env_params), total_iterations)`, compiled as one program.
 
         Args:
           key: PRNG key; `jax.vmap(trainer.train)(keys)` trains one run per key.
           hparams: optional dict overriding some of `trainer.hparams`; its leaves may be
             batched under `jax.vmap` to sweep them.
+          env_params: optional environment parameters (default: the trainer's); under
+            `jax.vmap` a batch of them trains one run per setting.
 
         Returns:
           `(state, metrics)`: the final `TrainState` and a dict of arrays with a leading
           iteration axis.
         """
-        state, metrics = self._train_jit(key, self.resolve_hparams(hparams))
+        state, metrics = self._train_jit(key, self.resolve_hparams(hparams), self._env_params(env_params))
         if not isinstance(metrics["nonfinite"], jax.core.Tracer):
             warn_nonfinite(metrics["nonfinite"])
         return state, metrics

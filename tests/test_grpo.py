@@ -1,4 +1,6 @@
-"""GRPO's pieces against plain NumPy, its group rollouts, its config checks, and learning."""
+"""GRPO's advantages against plain NumPy, its group rollouts, its config checks, and learning.
+
+Its loss pieces are tested in test_losses.py."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import pytest
 
 import envs
 import jaxpg
-from jaxpg.grpo import ADVANTAGE_EPS, aggregate, clipped_surrogate, group_advantages, k3_kl
+from jaxpg.advantages import ADVANTAGE_EPS, group_advantages
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
@@ -24,60 +26,6 @@ def test_group_advantages_match_numpy(scale):
     np.testing.assert_allclose(std, groups.std(1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo"])
-def test_loss_aggregations_match_numpy(loss_type):
-    rng = np.random.default_rng(1)
-    T, B = 7, 6
-    per_step = rng.normal(size=(T, B)).astype(np.float32)
-    lengths = rng.integers(1, T + 1, size=B)
-    mask = (np.arange(T)[:, None] < lengths[None]).astype(np.float32)
-    expected = {
-        "grpo": np.mean([per_step[: lengths[b], b].mean() for b in range(B)]),
-        "bnpo": sum(per_step[: lengths[b], b].sum() for b in range(B)) / lengths.sum(),
-        "dr_grpo": sum(per_step[: lengths[b], b].sum() for b in range(B)) / (B * T),
-    }[loss_type]
-    np.testing.assert_allclose(aggregate(jnp.asarray(per_step), jnp.asarray(mask), loss_type), expected, rtol=1e-5)
-
-
-def test_asymmetric_clipping_acts_on_the_correct_side_only():
-    ratios = np.array([0.5, 0.79, 1.0, 1.25, 1.5, 0.5, 1.5])
-    advantages = jnp.array([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
-    objective, low, high = clipped_surrogate(
-        jnp.log(ratios)[None], advantages, jnp.ones((1, 7)), 0.2, 0.28, "token"
-    )
-    # Positive advantage: capped above at 1.28; below 0.8 the unclipped (smaller) term wins.
-    np.testing.assert_allclose(objective[0, :5], [0.5, 0.79, 1.0, 1.25, 1.28], rtol=1e-6)
-    # Negative advantage: floored at -(0.8) from below; above, the unclipped -1.5 wins.
-    np.testing.assert_allclose(objective[0, 5:], [-0.8, -1.5], rtol=1e-6)
-    assert np.asarray(high[0]).tolist() == [False, False, False, False, True, False, False]
-    assert np.asarray(low[0]).tolist() == [False, False, False, False, False, True, False]
-
-
-def test_sequence_level_ratio_is_the_geometric_mean():
-    log_ratio = jnp.log(jnp.array([[1.1, 0.9], [1.3, 1.0], [2.0, 1.2]]))
-    mask = jnp.array([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]])
-    objective, _, _ = clipped_surrogate(log_ratio, jnp.ones(2), mask, 0.5, 0.5, "sequence")
-    expected = [np.sqrt(1.1 * 1.3), (0.9 * 1.0 * 1.2) ** (1 / 3)]
-    np.testing.assert_allclose(objective[0], expected, rtol=1e-5)
-
-
-def test_k3_is_nonnegative_and_unbiased_for_categoricals_and_gaussians():
-    key = jax.random.key(0)
-    p_logits, q_logits = jnp.array([0.3, -1.0, 2.0]), jnp.array([0.0, 0.5, 1.0])
-    samples = jax.random.categorical(key, p_logits, shape=(200_000,))
-    log_p, log_q = jax.nn.log_softmax(p_logits), jax.nn.log_softmax(q_logits)
-    estimates = k3_kl(log_p[samples], log_q[samples])
-    exact = float(jnp.sum(jnp.exp(log_p) * (log_p - log_q)))
-    assert float(estimates.min()) >= 0
-    assert abs(float(estimates.mean()) - exact) < 4 * float(estimates.std()) / np.sqrt(2e5)
-    x = 0.4 + 1.3 * jax.random.normal(key, (200_000,))
-    gauss = lambda x, m, s: -0.5 * ((x - m) / s) ** 2 - jnp.log(s) - 0.5 * jnp.log(2 * jnp.pi)
-    estimates = k3_kl(gauss(x, 0.4, 1.3), gauss(x, -0.2, 1.0))
-    exact = np.log(1.0 / 1.3) + (1.3**2 + 0.6**2) / 2 - 0.5
-    assert float(estimates.min()) >= 0
-    assert abs(float(estimates.mean()) - exact) < 4 * float(estimates.std()) / np.sqrt(2e5)
-
-
 def test_bad_configs_are_rejected_naming_the_field():
     env, params = envs.make("CartPole-v1")
     cases = [
@@ -87,7 +35,8 @@ def test_bad_configs_are_rejected_naming_the_field():
         (dict(clip_eps=0.0), "clip_eps=0 is out of range"),
         (dict(clip_eps_high=0.0), "clip_eps_high=0 is out of range"),
         (dict(scale_rewards="max"), "scale_rewards='max' is unknown; accepted: group, batch, none"),
-        (dict(loss_type="dapo"), "loss_type='dapo' is unknown; accepted: grpo, bnpo, dr_grpo"),
+        (dict(loss_type="gspo"), "loss_type='gspo' is unknown; accepted: grpo, bnpo, dr_grpo, dapo"),
+        (dict(num_envs=7), "num_envs is derived"),
         (dict(importance_sampling_level="step"), "importance_sampling_level='step' is unknown"),
     ]
     for options, message in cases:

@@ -172,9 +172,7 @@ def per_episode_gradients(trainer, state, key, num_episodes):
     """
     reset_key, rollout_key = jax.random.split(key)
     obs, env_state = trainer.reset_envs(reset_key, num_episodes)
-    _, batch = trainer.collect(
-        state.params, state.obs_stats, env_state, obs, rollout_key, trainer.config["num_steps"]
-    )
+    _, batch = trainer.collect(state, env_state, obs, rollout_key, trainer.config.num_steps)
     dones = (batch.terminated | batch.truncated).astype(jnp.float32)
     mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
     returns = returns_to_go(batch.reward, dones, state.hparams["gamma"])
@@ -326,7 +324,7 @@ PPO_1D = dict(
 def run_setting(algo, setting, seeds=SEEDS, destabilised=DESTABILISED):
     trainer, params = linear_trainer(algo, setting["env"], **setting["config"])
     if setting["lrs"] is None:
-        lrs = jnp.full((trainer.num_iterations,), trainer.hparams["lr"])
+        lrs = jnp.full((trainer.total_iterations,), trainer.hparams["lr"])
     else:
         lrs = geometric_lrs(*setting["lrs"])
     _, metrics, gains = train_with_schedule(trainer, seeded_states(trainer, seeds, destabilised), lrs)
@@ -391,7 +389,7 @@ def test_grpo_linear_gain_within_5_percent_of_riccati():
         "grpo", dict(horizon=50), num_groups=16, group_size=8, total_timesteps=16 * 8 * 50 * 150,
         distribution="fixed_std_gaussian", init_std=0.5, hidden_sizes=(8,),
     )
-    lrs = geometric_lrs(0.05, 0.005, trainer.num_iterations)
+    lrs = geometric_lrs(0.05, 0.005, trainer.total_iterations)
     _, metrics, gains = train_with_schedule(trainer, seeded_states(trainer, SEEDS), lrs)
     K_star = np.asarray(lqr.optimal_gain(params))
     errors = relative_error(gains[:, -1], K_star)

@@ -166,7 +166,7 @@ def test_reinforce_policy_params_and_bad_weights_are_checked(cartpole_reinforce)
     start = jax.tree.map(lambda x: x + 0.1, base.init(jax.random.key(1)).params["policy"])
     trainer = jaxpg.make_trainer("reinforce", env, params, policy_params=start, **SMALL_REINFORCE)
     state = trainer.init(jax.random.key(2))
-    for a, b, c in zip(*map(jax.tree.leaves, (state.params["policy"], start, state.extra["reference"]))):
+    for a, b, c in zip(*map(jax.tree.leaves, (state.params["policy"], start, state.extra.reference))):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     with pytest.raises(ValueError, match=r"beta=-0.1 is out of range; accepted: \[0.0, inf\)"):

@@ -49,7 +49,7 @@ def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, trainers)
     single_state, single_metrics = first
     trees_close(jax.tree.map(lambda x: x[1], batched_metrics), single_metrics, rtol=1e-4, atol=1e-5)
     trees_close(jax.tree.map(lambda x: x[1], batched_state.params), single_state.params, rtol=1e-4, atol=1e-5)
-    assert batched_metrics["episode_return"].shape == (3, trainer.num_iterations)
+    assert batched_metrics["episode_return"].shape == (3, trainer.total_iterations)
 
 
 def test_hparams_are_traced_leaves_that_vmap(trainers):

@@ -25,7 +25,7 @@ def check_trainer(trainer) -> None:
             f"distribution={trainer.head.kind!r} cannot be behaviour-cloned from env actions; "
             f"accepted: {', '.join(SFT_DISTRIBUTIONS)}"
         )
-    if trainer.config["normalize_observations"]:
+    if trainer.config.normalize_observations:
         raise ValueError(
             "normalize_observations=True: the SFT policy sees raw observations, so the trainer "
             "must too; accepted: False"
