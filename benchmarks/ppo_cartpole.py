@@ -286,7 +286,7 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
     hp, stats = state.hparams, state.obs_stats
 
     def do_rollout(params, env_state, obs, key):
-        return trainer.collect(state.replace(params=params), env_state, obs, key, NUM_STEPS)
+        return trainer.collect(state.replace(params=params), trainer.env_params, env_state, obs, key, NUM_STEPS)
 
     (_, _), batch = jax.jit(do_rollout)(state.params, state.env_state, state.obs, state.key)
 

@@ -133,6 +133,42 @@ class LQR(environment.Environment[EnvState, EnvParams]):
         bound = params.state_bound
         return spaces.Box(-bound, bound, (params.A.shape[0],), jnp.float32)
 
+    def references(self, params: EnvParams, act=None) -> dict:
+        """Exact references for a run on these params (the optional hook `jaxpg` reads; see
+        `envs.references`).
+
+        Args:
+          params: `EnvParams`.
+          act: optional deterministic policy `obs (N, n) -> actions (N, m)`; its gain is read
+            by probing it at the unit vectors, K[:, j] = act(e_j) - act(0) (exact for a linear
+            policy, a secant slope otherwise).
+
+        Returns:
+          `{"values": ..., "policies": ...}`. values: the Riccati gain `K*`, `optimal_return`
+          (the exact expected undiscounted return of the deterministic K* policy over one
+          episode from s0 ~ U[init_low, init_high], what an evaluation of a perfect learner
+          averages to) and `optimal_discounted_return` (-s0'P*s0 in expectation); with `act`,
+          also `learned_gain` and `gain_relative_error` ||K - K*|| / ||K*|| (Frobenius).
+          policies: `riccati` (a = K* s), to score on the same evaluation episodes.
+        """
+        K_star = optimal_gain(params)
+        horizon = int(params.max_steps_in_episode)
+        values = {
+            "K*": np.asarray(K_star).tolist(),
+            "optimal_return": -float(policy_cost(K_star, params.replace(gamma=1.0), 0.0, horizon)),
+            "optimal_discounted_return": -float(policy_cost(K_star, params)),
+        }
+        if act is not None:
+            n = params.A.shape[0]
+            probes = jnp.concatenate([jnp.zeros((1, n), jnp.float32), jnp.eye(n, dtype=jnp.float32)])
+            actions = jnp.asarray(act(probes)).reshape(n + 1, -1)
+            K = np.asarray(actions[1:] - actions[:1]).T
+            values["learned_gain"] = K.tolist()
+            values["gain_relative_error"] = float(
+                np.linalg.norm(K - np.asarray(K_star)) / np.linalg.norm(np.asarray(K_star))
+            )
+        return {"values": values, "policies": {"riccati": lambda obs, key: obs @ K_star.T}}
+
 
 ACCEPTED_OVERRIDES = (
     "A", "B", "Q", "R", "gamma", "horizon", "init_low", "init_high",

@@ -52,12 +52,13 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
 
 
 @partial(jax.jit, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps"))
-def _evaluate(trainer, state, key, num_episodes, deterministic, max_steps):
+def _evaluate(trainer, state, key, env_params, num_episodes, deterministic, max_steps):
     policy = lambda obs, key: trainer.act(state, obs, key, deterministic=deterministic)
-    return episode_returns(trainer.env, trainer.env_params, policy, key, num_episodes, max_steps)
+    return episode_returns(trainer.env, env_params, policy, key, num_episodes, max_steps)
 
 
-def evaluate(trainer, state, key, num_episodes: int = 100, deterministic: bool = True, max_steps=None):
+def evaluate(trainer, state, key, num_episodes: int = 100, deterministic: bool = True, max_steps=None,
+             env_params=None):
     """Undiscounted returns of `num_episodes` fresh episodes under `state`'s policy.
 
     Args:
@@ -68,10 +69,12 @@ def evaluate(trainer, state, key, num_episodes: int = 100, deterministic: bool =
       deterministic: act with the distribution's mode (argmax or mean) rather than sampling.
       max_steps: steps to run; defaults to the environment's `max_steps_in_episode`. Episodes
         still running at the end are counted with the reward they collected.
+      env_params: defaults to the trainer's; passed into the program, not closed over.
 
     Returns:
       `(num_episodes,)` episode returns.
     """
     if max_steps is None:
         max_steps = int(getattr(trainer.env_params, "max_steps_in_episode", 1000))
-    return _evaluate(trainer, state, key, num_episodes, deterministic, max_steps)
+    env_params = trainer.env_params if env_params is None else env_params
+    return _evaluate(trainer, state, key, env_params, num_episodes, deterministic, max_steps)

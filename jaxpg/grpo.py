@@ -141,11 +141,11 @@ class GRPO(Trainer):
             "clip_fraction_high": losses.masked_mean(high, mask),
         }
 
-    def _iteration(self, state):
+    def _iteration(self, state, env_params):
         hparams, config = state.hparams, self.config
         group_size, num_members = config.group_size, config.num_envs
         key, reset_key, rollout_key, shuffle_key = jax.random.split(state.key, 4)
-        obs, env_state = self.reset_envs(reset_key, config.num_groups, state.env_params)
+        obs, env_state = self.reset_envs(reset_key, config.num_groups, env_params)
         # Every member of a group starts from the identical (cloned) state.
         obs, env_state = jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0), (obs, env_state))
         _, batch = self.collect(

@@ -148,10 +148,10 @@ class PPO(Trainer):
         scaled = rewards / jnp.sqrt(stats.var + 1e-8)
         return scaled, extra.replace(discounted_return=carried, return_stats=stats)
 
-    def _iteration(self, state):
+    def _iteration(self, state, env_params):
         hparams, config, extra = state.hparams, self.config, state.extra
         key, rollout_key, permutation_key = jax.random.split(state.key, 3)
-        (env_state, obs), batch = self.collect(state, state.env_state, state.obs, rollout_key, config.num_steps)
+        (env_state, obs), batch = self.collect(state, env_params, state.env_state, state.obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         running_return, running_length, ret_sum, len_sum, finished = episode_statistics(
             batch.reward, dones, extra.running_return, extra.running_length

@@ -170,11 +170,11 @@ class Reinforce(Trainer):
         loss = loss + hparams["vf_coef"] * value_loss
         return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": mean_entropy}
 
-    def _iteration(self, state):
+    def _iteration(self, state, env_params):
         hparams, config = state.hparams, self.config
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
-        obs, env_state = self.reset_envs(reset_key, config.num_envs, state.env_params)
-        (env_state, obs), batch = self.collect(state, env_state, obs, rollout_key, config.num_steps)
+        obs, env_state = self.reset_envs(reset_key, config.num_envs, env_params)
+        (env_state, obs), batch = self.collect(state, env_params, env_state, obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         mask = losses.first_episode_mask(dones)
         ref_log_prob = self._reference_log_prob(state.extra.reference, state.obs_stats, batch)

@@ -2,7 +2,7 @@
 
 An algorithm subclasses `Trainer`, declares its options in a `jaxpg.config.Config` subclass
 (structural settings static, numeric hyperparameters traced leaves that `vmap` can sweep), and
-writes `_iteration(state) -> (state, metrics)`: one rollout and one update.
+writes `_iteration(state, env_params) -> (state, metrics)`: one rollout and one update.
 """
 
 import math
@@ -34,8 +34,6 @@ class TrainState:
       obs_stats: running observation statistics (used when `normalize_observations`).
       env_state, obs: the environments' states and observations, batched over `num_envs`;
         algorithms that reset every iteration keep the last ones here.
-      env_params: the environment parameters this run trains on; a traced input, so
-        `jax.vmap` over them trains one run per setting.
       key: the run's PRNG key.
       hparams: the numeric hyperparameters this run uses (dict of float32 scalars).
       iteration: number of completed iterations.
@@ -48,7 +46,6 @@ class TrainState:
     obs_stats: RunningStats
     env_state: Any
     obs: Any
-    env_params: Any
     key: jax.Array
     hparams: dict
     iteration: jax.Array
@@ -85,7 +82,7 @@ class Trainer:
     """Base class; use `jaxpg.make_trainer(algo, env, env_params, **options)`.
 
     An algorithm subclasses it with its `Config` (every option declared once) and writes
-    `_iteration(state) -> (state, metrics)`: one rollout and one update.
+    `_iteration(state, env_params) -> (state, metrics)`: one rollout and one update.
     """
 
     algo = "base"
@@ -134,7 +131,7 @@ class Trainer:
         self._reporter = make_reporter(self.total_iterations, self.steps_per_iteration, self.algo)
         self._init_jit = jax.jit(self._init)
         self._step_jit = jax.jit(self._step)
-        self._iterate_jit = jax.jit(self._iterate, static_argnums=1)
+        self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
         self._train_jit = jax.jit(self._train)
 
     def resolve_config(self, config: Config, env_params) -> Config:
@@ -197,10 +194,10 @@ class Trainer:
 
         return policy
 
-    def collect(self, state: TrainState, env_state, obs, key, num_steps, group_size=1):
-        """`jaxpg.rollout` of `state`'s policy on its env params: `((env_state, obs), Transition (T, N, ...))`."""
+    def collect(self, state: TrainState, env_params, env_state, obs, key, num_steps, group_size=1):
+        """`jaxpg.rollout` of `state`'s policy: `((env_state, obs), Transition (T, N, ...))`."""
         return rollout(
-            self.env, state.env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
+            self.env, env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
             key, num_steps, group_size,
         )
 
@@ -227,7 +224,6 @@ class Trainer:
             obs_stats=RunningStats.create(self.obs_shape),
             env_state=env_state,
             obs=obs,
-            env_params=env_params,
             key=key,
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
@@ -272,25 +268,25 @@ class Trainer:
         opt_state = tree_where(finite, new_opt_state, opt_state)
         return params, opt_state, finite, grad_norm
 
-    def _iteration(self, state: TrainState):
+    def _iteration(self, state: TrainState, env_params):
         raise NotImplementedError
 
-    def _step(self, state):
+    def _step(self, state, env_params):
         schedule = self.learning_rate(state.hparams)
         count = state.iteration * self.config.updates_per_iteration
-        state, metrics = self._iteration(state)
+        state, metrics = self._iteration(state, env_params)
         metrics["learning_rate"] = jnp.asarray(schedule(count) if callable(schedule) else schedule, jnp.float32)
         metrics["env_steps"] = (state.iteration + 1) * self.steps_per_iteration
         return state.replace(iteration=state.iteration + 1), metrics
 
-    def step(self, state: TrainState):
+    def step(self, state: TrainState, env_params=None):
         """One iteration (rollout and update). Pure and jitted: `(state, metrics)`."""
-        return self._step_jit(state)
+        return self._step_jit(state, self._env_params(env_params))
 
-    def _iterate(self, state, n: int):
+    def _iterate(self, state, env_params, n: int):
         def body(state, _):
             iteration = state.iteration
-            state, metrics = self._step(state)
+            state, metrics = self._step(state, env_params)
             if self.config.progress:
                 ack = self._reporter(iteration, metrics["episode_return"])
                 state = state.replace(iteration=state.iteration + ack)
@@ -298,17 +294,19 @@ class Trainer:
 
         return jax.lax.scan(body, state, None, length=n)
 
-    def iterate(self, state: TrainState, n: int):
+    def iterate(self, state: TrainState, n: int, env_params=None):
         """`n` iterations from `state` as one `lax.scan`: `(state, metrics)`.
 
         Pure; jitted here, and vmappable. Chunks compose bit for bit:
         `iterate(iterate(s, a)[0], b)` gives the state of `iterate(s, a + b)` and the
-        concatenation of the two chunks' metrics.
+        concatenation of the two chunks' metrics. `env_params` default to the trainer's; they
+        are an argument, never a closure, so a batch of them vmaps and a large catalog is not
+        constant-folded into the program.
         """
-        return self._iterate_jit(state, n)
+        return self._iterate_jit(state, self._env_params(env_params), n)
 
     def _train(self, key, hparams, env_params):
-        return self._iterate(self._init(key, hparams, env_params), self.total_iterations)
+        return self._iterate(self._init(key, hparams, env_params), env_params, self.total_iterations)
 
     def train(self, key, hparams=None, env_params=None):
         """The whole run, `iterate(init(key, hparams, env_params), total_iterations)`, compiled as one program.

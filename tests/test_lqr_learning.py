@@ -172,7 +172,7 @@ def per_episode_gradients(trainer, state, key, num_episodes):
     """
     reset_key, rollout_key = jax.random.split(key)
     obs, env_state = trainer.reset_envs(reset_key, num_episodes)
-    _, batch = trainer.collect(state, env_state, obs, rollout_key, trainer.config.num_steps)
+    _, batch = trainer.collect(state, trainer.env_params, env_state, obs, rollout_key, trainer.config.num_steps)
     dones = (batch.terminated | batch.truncated).astype(jnp.float32)
     mask = (jnp.cumsum(dones, axis=0) - dones == 0).astype(jnp.float32)
     returns = returns_to_go(batch.reward, dones, state.hparams["gamma"])
