@@ -15,10 +15,13 @@ _OWN_ENVS = {
     "CartPole-v1": "envs.cartpole",
     "LQR-v0": "envs.lqr",
     "SearchRanking-v0": "envs.search_ranking",
+    "Copy-v0": "envs.tokens.copy_task",
+    "Addition-v0": "envs.tokens.addition",
+    "DropZeros-v0": "envs.tokens.drop_zeros",
 }
 ENV_IDS = tuple(_OWN_ENVS)
 
-_SUBMODULES = ("cartpole", "lqr", "search_ranking")
+_SUBMODULES = ("cartpole", "lqr", "search_ranking", "tokens")
 
 
 def make(env_id: str, **overrides):
