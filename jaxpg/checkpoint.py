@@ -1,0 +1,82 @@
+"""Checkpoints of a whole training run with orbax's `CheckpointManager`.
+
+A checkpoint holds the complete `TrainState` of every run (parameters, optimiser state,
+normaliser statistics, environment states, PRNG keys as key data, iteration counters), and a
+JSON record of the run: config, hyperparameters, environment, versions, and where the metrics
+files ended when it was written. Orbax writes each step into a temporary folder and renames it
+when complete, so a process killed mid-write leaves the previous checkpoints intact; a latest
+checkpoint that still fails to restore is skipped with a warning naming it.
+"""
+
+import os
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def keys_to_data(tree):
+    """PRNG key arrays as their raw uint32 data (what orbax can store); works on abstract trees too."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def data_to_keys(tree, like, impl):
+    """Inverse of `keys_to_data`: `like` says which leaves were keys, `impl` their PRNG impl."""
+    return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=impl) if _is_key(ref) else x, tree, like)
+
+
+class Checkpoints:
+    """The checkpoints of one run directory (`DIR/checkpoints/<iteration>/`)."""
+
+    def __init__(self, out_dir: str, keep: int = 3):
+        self.directory = os.path.abspath(os.path.join(out_dir, "checkpoints"))
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state, record: dict) -> None:
+        """Saves `state` (a batched `TrainState`) and `record` (JSON-able) as step `step`."""
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(keys_to_data(state)), record=ocp.args.JsonSave(record)),
+            force=True,
+        )
+        self.manager.wait_until_finished()
+
+    def steps(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def restore_latest(self, like, impl):
+        """`(step, state, record)` of the newest checkpoint that restores, or None if none does.
+
+        Args:
+          like: a `TrainState` of the right structure and shapes (e.g. from `jax.eval_shape`).
+          impl: the PRNG implementation of its keys (`jax.random.key_impl(keys)`).
+        """
+        abstract = jax.eval_shape(keys_to_data, like)
+        for step in reversed(self.steps()):
+            try:
+                restored = self.manager.restore(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()),
+                )
+                state = data_to_keys(restored["state"], like, impl)
+                if not all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(like))):
+                    raise ValueError("shapes differ from the run's state")
+                return step, state, restored["record"]
+            except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped
+                warnings.warn(
+                    f"checkpoint {os.path.join(self.directory, str(step))} could not be restored "
+                    f"({type(error).__name__}: {error}); trying the previous one",
+                    RuntimeWarning, stacklevel=2,
+                )
+        return None
+
+    def close(self) -> None:
+        self.manager.close()

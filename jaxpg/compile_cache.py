@@ -1,0 +1,56 @@
+"""JAX's persistent compilation cache, as the CLI uses it, and a count of its hits.
+
+The cache only serves programs without host callbacks (a callback's address enters the cache
+key), which is why `jaxpg.fit` reports progress between compiled chunks rather than from inside
+them.
+"""
+
+import os
+
+import jax
+
+ENV_VAR = "JAXPG_COMPILATION_CACHE"
+
+
+def default_directory() -> str:
+    """`$JAXPG_COMPILATION_CACHE`, else `$XDG_CACHE_HOME/jaxpg/xla` (`~/.cache/jaxpg/xla`)."""
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxpg", "xla")
+
+
+def enable(directory: str | None = None) -> str:
+    """Turns the persistent cache on for every program, however quick to compile; returns its folder."""
+    directory = directory or default_directory()
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+class CacheHits:
+    """Counts persistent-cache hits and misses from JAX's monitoring events while alive."""
+
+    _instance = None
+
+    def __init__(self):
+        self.hits = self.misses = 0
+
+    @classmethod
+    def get(cls) -> "CacheHits":
+        # JAX has no way to unregister a listener, so one counter serves the whole process.
+        if cls._instance is None:
+            cls._instance = cls()
+            jax.monitoring.register_event_listener(cls._instance._on_event)
+        return cls._instance
+
+    def _on_event(self, event: str, **kwargs) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.hits += 1
+        elif event == "/jax/compilation_cache/cache_misses":
+            self.misses += 1
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.hits, self.misses

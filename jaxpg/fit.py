@@ -1,0 +1,296 @@
+"""The run driver: many runs trained in host-driven chunks, with streamed metrics and checkpoints.
+
+`fit` vmaps `trainer.init` and `trainer.iterate` over a runs axis (seeds, and optionally
+hyperparameters and environment parameters per run) and calls the compiled chunk program from
+the host. Between chunks it writes the chunk's metrics, feeds the sinks, updates the progress
+bar and saves checkpoints; no compiled program holds a host callback, so JAX's persistent
+compilation cache can serve every one of them. Because chunks compose bit for bit and their
+boundaries sit at fixed multiples of `chunk_size`, a resumed run replays exactly the programs
+the uninterrupted run would have, on the same state: it ends identical.
+"""
+
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxpg import metrics_files
+from jaxpg.checkpoint import Checkpoints
+from jaxpg.compile_cache import CacheHits
+from jaxpg.trainer import warn_nonfinite
+
+ON_NONFINITE = ("skip", "stop")
+# Chunks per run when the size is chosen automatically: about 1% granularity for the progress
+# bar, and few enough calls that dispatch stays small beside the work (benchmarks/chunked.py).
+TARGET_CHUNKS = 50
+
+
+class NonFiniteUpdate(RuntimeError):
+    """Raised by `fit(..., on_nonfinite="stop")` at the first non-finite update.
+
+    Attributes:
+      run, iteration: where it happened (the earliest iteration over all runs, and its run).
+      state: every run's state before that iteration (also saved as a checkpoint when `out`).
+      metrics: the metrics of the iterations before it.
+    """
+
+    def __init__(self, run: int, iteration: int, state, metrics, checkpoint: str | None):
+        where = f" saved in {checkpoint}" if checkpoint else ""
+        super().__init__(
+            f"non-finite update at run {run}, iteration {iteration}; the run stopped there and the "
+            f"state before it is kept{where}"
+        )
+        self.run, self.iteration, self.state, self.metrics, self.checkpoint = run, iteration, state, metrics, checkpoint
+
+
+def choose_chunk_size(total: int, checkpoint_every: int | None = None) -> int:
+    """About `total / TARGET_CHUNKS` iterations, preferring a divisor of the run (and of
+    `checkpoint_every`, which chunk boundaries must meet) so no second program is compiled."""
+    target = max(1, math.ceil(total / TARGET_CHUNKS))
+    period = math.gcd(total, checkpoint_every) if checkpoint_every else total
+    divisors = [d for d in range(1, period + 1) if period % d == 0]
+    best = min(divisors, key=lambda d: abs(math.log(d / target)))
+    if checkpoint_every and checkpoint_every % best:
+        best = max(d for d in range(1, checkpoint_every + 1) if checkpoint_every % d == 0 and d <= max(target, 1))
+    return best
+
+
+def _json(value):
+    """`value` as it reads back from JSON (tuples become lists, unknown objects strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _env_axes(trainer, env_params, num_runs):
+    """`(env_params, vmap axis)`: shared (None) or one setting per run (0), checked."""
+    if env_params is None:
+        return trainer.env_params, None
+    ref = jax.tree.leaves(trainer.env_params)
+    given = jax.tree.leaves(env_params)
+    if jax.tree.structure(env_params) != jax.tree.structure(trainer.env_params):
+        raise ValueError("env_params must have the structure of trainer.env_params")
+    if all(np.shape(g) == np.shape(r) for g, r in zip(given, ref)):
+        return env_params, None
+    if all(np.shape(g) == (num_runs, *np.shape(r)) for g, r in zip(given, ref)):
+        return env_params, 0
+    raise ValueError(
+        f"env_params leaves must be shaped like trainer.env_params's (shared by all runs) or carry "
+        f"a leading runs axis of {num_runs}"
+    )
+
+
+def _run_hparams(trainer, hparams, num_runs):
+    """`(hparams, vmap axes)`: each hyperparameter shared by all runs (a scalar, axis None, as
+    `jax.vmap(trainer.train)` sees it) or one per run (`(num_runs,)`, axis 0), checked."""
+    merged = {k: jnp.asarray(v, jnp.float32) for k, v in trainer.resolve_hparams(hparams).items()}
+    for name, value in merged.items():
+        if value.shape not in ((), (num_runs,)):
+            raise ValueError(f"hparams[{name!r}] has shape {value.shape}; accepted: () or ({num_runs},), one per run")
+    return merged, {k: None if v.shape == () else 0 for k, v in merged.items()}
+
+
+def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, chunk_size: int | None = None,
+        metrics_every: int = 1, checkpoint_every: int | None = None, keep_checkpoints: int = 3,
+        resume: bool = False, allow_changes=(), on_nonfinite: str = "skip", progress: bool = True,
+        sinks=(), record: dict | None = None):
+    """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
+
+    Args:
+      trainer: a jaxpg trainer.
+      keys: `(R,)` PRNG keys, one per run (`jax.random.split(key, R)`).
+      hparams: optional dict of hyperparameters, each a scalar (all runs) or `(R,)` (one per run).
+      env_params: optional environment parameters, shaped like `trainer.env_params` (all runs)
+        or with a leading `R` axis (one setting per run).
+      out: run directory for metrics, checkpoints and sinks; None keeps metrics in memory only.
+      chunk_size: iterations per compiled call; default from `choose_chunk_size`.
+      metrics_every: keep the metrics of every k-th iteration (and the last).
+      checkpoint_every: save a checkpoint every this many iterations (and at the end); needs `out`.
+      keep_checkpoints: how many checkpoints orbax keeps.
+      resume: continue from the newest checkpoint in `out` that restores (a fresh run if there is
+        none); the config must match the saved one except for the fields in `allow_changes`.
+      allow_changes: config fields that may differ on resume (e.g. `("total_timesteps",)`).
+      on_nonfinite: `skip` (skip the update, flag it and warn) or `stop` (raise
+        `NonFiniteUpdate` at the first one, keeping and saving the state before it).
+      progress: show a progress bar (iteration, env steps/s, latest return, ETA).
+      sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.sinks`).
+      record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
+
+    Returns:
+      `(state, metrics)`: the final batched `TrainState` and the kept metrics as host arrays
+      `(R, rows)`, `metrics["iteration"]` saying which iterations they are. `fit.last_report`
+      holds compile and run seconds and the compile cache's hits.
+    """
+    if on_nonfinite not in ON_NONFINITE:
+        raise ValueError(f"on_nonfinite={on_nonfinite!r} is unknown; accepted: {', '.join(ON_NONFINITE)}")
+    if checkpoint_every is not None and out is None:
+        raise ValueError("checkpoint_every needs out (a run directory)")
+    keys = jnp.asarray(keys)
+    if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) or keys.ndim != 1:
+        raise ValueError("keys must be a 1-D array of typed PRNG keys, e.g. jax.random.split(jax.random.key(0), 8)")
+    for name, value in (("chunk_size", chunk_size), ("metrics_every", metrics_every),
+                        ("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    num_runs, total = keys.shape[0], trainer.total_iterations
+    run_hparams, hparam_axes = _run_hparams(trainer, hparams, num_runs)
+    env_params, env_axis = _env_axes(trainer, env_params, num_runs)
+    chunk_size = chunk_size or choose_chunk_size(total, checkpoint_every)
+    if checkpoint_every and checkpoint_every % chunk_size:
+        raise ValueError(f"chunk_size={chunk_size} must divide checkpoint_every={checkpoint_every}")
+
+    init = jax.jit(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)))
+    programs = {}  # chunk length -> compiled program
+
+    def chunk_program(n):
+        return jax.jit(jax.vmap(lambda s, p: trainer._iterate(s, p, n), in_axes=(0, env_axis)))
+
+    cache = CacheHits.get()
+    hits_before = cache.snapshot()
+    started = time.perf_counter()
+    like = jax.eval_shape(init, keys, run_hparams, env_params)
+    config_record = _json(trainer.config.as_dict())
+    hparams_record = _json({k: np.broadcast_to(v, (num_runs,)).tolist() for k, v in run_hparams.items()})
+    checkpoints = Checkpoints(out, keep_checkpoints) if out is not None else None
+    writer = metrics_files.MetricsWriter(out, num_runs) if out is not None else None
+    restored = None
+    if checkpoints is not None:
+        if resume:
+            restored = checkpoints.restore_latest(like, jax.random.key_impl(keys))
+        elif checkpoints.steps():
+            raise ValueError(f"{out} already holds checkpoints; pass resume=True to continue it, or another out")
+    if restored is not None:
+        done, state, saved = restored
+        _check_same_run(saved, config_record, hparams_record, keys, allow_changes)
+        writer.truncate(saved["metrics_position"])
+        if saved.get("chunk_size"):
+            chunk_size = saved["chunk_size"]
+        compile_init = 0.0
+    else:
+        done = 0
+        compiled = init.lower(keys, run_hparams, env_params).compile()
+        compile_init = time.perf_counter() - started
+        state = compiled(keys, run_hparams, env_params)
+        if writer is not None:
+            metrics_files.remove(out)  # a fresh run starts its files afresh
+            writer = metrics_files.MetricsWriter(out, num_runs)
+
+    base_record = {
+        **(record or {}), "num_runs": num_runs, "config": config_record, "hparams": hparams_record,
+        "hparams_per_run": [{k: v[i] for k, v in hparams_record.items()} for i in range(num_runs)],
+        "initial_keys": np.asarray(jax.random.key_data(keys)).tolist(), "chunk_size": chunk_size,
+        "metrics_every": metrics_every, "total_iterations": total,
+    }
+    for sink in sinks:
+        sink.open(base_record)
+
+    def save(step, state):
+        checkpoints.save(step, state, {**base_record, "iteration": step, "metrics_position": writer.position()})
+
+    kept, compile_chunks, in_memory = [], 0.0, []
+    bar = tqdm(total=total, initial=done, unit="it", desc=f"{trainer.algo} x {num_runs}", disable=not progress,
+               dynamic_ncols=True)
+    run_started, steps_at_start = time.perf_counter(), done
+    try:
+        while done < total:
+            n = min(chunk_size, total - done)
+            if n not in programs:
+                t0 = time.perf_counter()
+                programs[n] = chunk_program(n).lower(state, env_params).compile()
+                compile_chunks += time.perf_counter() - t0
+                run_started += time.perf_counter() - t0
+            start_state = state
+            state, metrics = programs[n](state, env_params)
+            chunk = jax.device_get(metrics)
+            iterations = np.arange(done, done + n)
+            chunk["iteration"] = np.broadcast_to(iterations, (num_runs, n)).astype(np.int32)
+            bad = np.argwhere(np.asarray(chunk["nonfinite"]))
+            if on_nonfinite == "stop" and len(bad):
+                run, offset = bad[np.argmin(bad[:, 1])]
+                state = start_state if offset == 0 else chunk_program(int(offset))(start_state, env_params)[0]
+                chunk = {k: v[:, :offset] for k, v in chunk.items()}
+                _emit(chunk, iterations[:offset], metrics_every, total, writer, sinks, in_memory)
+                where = None
+                if checkpoints is not None:
+                    save(done + int(offset), state)
+                    where = os.path.join(checkpoints.directory, str(done + int(offset)))
+                raise NonFiniteUpdate(int(run), done + int(offset), state, _collect(writer, out, in_memory), where)
+            _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory)
+            done += n
+            latest = np.asarray(chunk["episode_return"])[:, -1]
+            elapsed = max(time.perf_counter() - run_started, 1e-9)
+            bar.set_postfix({
+                "return": f"{np.nanmean(latest):.4g}" if np.isfinite(latest).any() else "-",
+                "env steps/s": f"{(done - steps_at_start) * trainer.steps_per_iteration * num_runs / elapsed:.3g}",
+            }, refresh=False)
+            bar.update(n)
+            if checkpoints is not None and checkpoint_every and (done % checkpoint_every == 0 or done == total):
+                save(done, state)
+    finally:
+        bar.close()
+        for sink in sinks:
+            sink.close()
+    if checkpoints is not None and not checkpoint_every:
+        save(done, state)
+    jax.block_until_ready(state)
+    run_seconds = time.perf_counter() - run_started
+    if checkpoints is not None:
+        checkpoints.close()
+    metrics = _collect(writer, out, in_memory)
+    if on_nonfinite == "skip":
+        warn_nonfinite(metrics.get("nonfinite", np.zeros((num_runs, 0), bool)))
+    hits_after = cache.snapshot()
+    fit.last_report = {
+        "compile_seconds": compile_init + compile_chunks, "run_seconds": run_seconds,
+        "chunk_size": chunk_size, "resumed_from": restored[0] if restored is not None else None,
+        "compile_cache_hits": hits_after[0] - hits_before[0], "compile_cache_misses": hits_after[1] - hits_before[1],
+    }
+    return state, metrics
+
+
+fit.last_report = {}
+
+
+def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):
+    """Keeps every `metrics_every`-th iteration (and the last) and hands it to files and sinks."""
+    keep = ((iterations + 1) % metrics_every == 0) | (iterations == total - 1)
+    if not keep.any():
+        return
+    chunk = {k: np.asarray(v)[:, keep] for k, v in chunk.items()}
+    if writer is not None:
+        writer.append(chunk, iterations[keep])
+    else:
+        in_memory.append(chunk)
+    for sink in sinks:
+        sink.write(chunk, iterations[keep])
+
+
+def _collect(writer, out, in_memory):
+    if writer is not None:
+        return metrics_files.write_npz(out) if writer.rows() else {}
+    if not in_memory:
+        return {}
+    return {k: np.concatenate([c[k] for c in in_memory], axis=1) for k in in_memory[0]}
+
+
+def _check_same_run(saved, config, hparams, keys, allow_changes):
+    """Refuses to resume a run with another config, hyperparameters or keys, naming what differs."""
+    differing = [k for k in sorted(set(saved["config"]) | set(config))
+                 if saved["config"].get(k) != config.get(k) and k not in allow_changes]
+    differing += [f"hparams.{k}" for k in sorted(set(saved["hparams"]) | set(hparams))
+                  if saved["hparams"].get(k) != hparams.get(k) and k not in allow_changes]
+    if saved["initial_keys"] != np.asarray(jax.random.key_data(keys)).tolist():
+        differing.append("keys (seeds)")
+    if differing:
+        detail = "; ".join(
+            f"{k}: saved {saved['config'].get(k)!r}, now {config.get(k)!r}" if k in config or k in saved["config"] else k
+            for k in differing
+        )
+        raise ValueError(
+            f"cannot resume: the run differs from the checkpoint in {detail}. Pass the same options, or allow "
+            "the change (CLI: --override, e.g. --override total_timesteps=2000000)"
+        )
+
