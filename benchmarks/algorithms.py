@@ -23,7 +23,6 @@ settings below are the ones the tests and the other benchmarks use, listed in th
     python benchmarks/algorithms.py             # larger budgets
 """
 
-import statistics
 import sys
 import time
 from pathlib import Path

@@ -21,7 +21,8 @@ max grad norm 0.5, separate 64x64 tanh policy and value networks. Per peer and s
   return. jaxpg vs SB3 compares the median seconds per seed to 475, jaxpg's from its largest
   run's per-seed curves priced at its 1-seed steady seconds per iteration.
 - profile: one jaxpg iteration split into rollout (env + policy forward), advantages
-  (V(obs) and V(final obs) in one batched forward + GAE + episode stats), permutation (shuffle + gather into minibatches) and
+  (V(obs) and V(final obs) in one batched forward + GAE + episode stats), permutation (shuffle +
+  gather into minibatches) and
   update (forward/backward + Adam over 16 minibatches), each jitted on its own and repeated
   in a `fori_loop`, alternated, against the network FLOPs each piece needs (full mode adds the
   whole `trainer.step` as a sum check).

@@ -273,7 +273,6 @@ def main(argv=None) -> int:
     def pick(run, r):
         return {k: run[k][r] for k in ("eval", "curve", "grad_variance") if k in run}
 
-    default_index = LRS.index(DEFAULT_LR)
     runs = {f"lr {lr:g}": pick(lab81, i) for i, lr in enumerate(LRS)}
     runs["lr 0.001, ent 0.01"] = pick(lab81, len(LRS))
     stats = {name: summarise(r["eval"], r["curve"], refs) for name, r in runs.items()}

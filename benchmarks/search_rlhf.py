@@ -110,7 +110,8 @@ def build(config, temperature):
         step = jax.vmap(jax.vmap(env.step, in_axes=(0, 0, 0, None)), in_axes=(None, None, 0, None))
         true = step(keys, state, actions, env_params)[2].mean(axis=1)
         learned = jax.vmap(lambda a: model.apply(rm, obs, a))(actions).mean(axis=1)
-        return {name: {"true_reward": true[i], "learned_reward": learned[i]} for i, name in enumerate(("zero", "expert"))}
+        names = ("zero", "expert")
+        return {name: {"true_reward": true[i], "learned_reward": learned[i]} for i, name in enumerate(names)}
 
     def rm_phase(key, sft, env_params, eval_key):
         k_pairs, k_label, k_fit = jax.random.split(key, 3)
@@ -211,7 +212,8 @@ def main(argv=None) -> int:
 
     to_np = lambda tree: jax.tree.map(np.asarray, tree)
     sft_stats, rm_stats, rl = to_np(sft_stats), to_np(rm_stats), to_np(rl)
-    plot_path = Path(args.plot) if args.plot else common.RESULTS_DIR / ("search_rlhf_quick.png" if args.quick else "search_rlhf.png")
+    default_plot = common.RESULTS_DIR / ("search_rlhf_quick.png" if args.quick else "search_rlhf.png")
+    plot_path = Path(args.plot) if args.plot else default_plot
     payload = {
         "benchmark": "search_rlhf", "machine": info,
         "config": {**CONFIG, "seeds": seeds, "iterations": iterations, "betas": betas, "quick": args.quick,

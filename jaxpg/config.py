@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-
 from jaxpg.distributions import DISTRIBUTIONS
 from jaxpg.networks import ACTIVATIONS, POLICIES
 
@@ -206,7 +205,9 @@ class Config:
         specs = self.specs()
         unknown = sorted(set(hparams) - set(self.hparam_names()))
         if unknown:
-            raise ValueError(f"{self.algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(self.hparam_names())}")
+            raise ValueError(
+                f"{self.algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(self.hparam_names())}"
+            )
         for name, value in hparams.items():
             check_number(name, value, specs[name])
         if self.lr_schedule == "exponential" and "lr_end" in hparams:

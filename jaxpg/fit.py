@@ -49,15 +49,13 @@ class NonFiniteUpdate(RuntimeError):
 
 
 def choose_chunk_size(total: int, checkpoint_every: int | None = None) -> int:
-    """About `total / TARGET_CHUNKS` iterations, preferring a divisor of the run (and of
-    `checkpoint_every`, which chunk boundaries must meet) so no second program is compiled."""
+    """About `total / TARGET_CHUNKS` iterations: the divisor of `checkpoint_every` (which chunk
+    boundaries must meet) or else of the run's length (so no second program is compiled for a
+    last, shorter chunk) closest to that on a log scale."""
     target = max(1, math.ceil(total / TARGET_CHUNKS))
-    period = math.gcd(total, checkpoint_every) if checkpoint_every else total
+    period = checkpoint_every or total
     divisors = [d for d in range(1, period + 1) if period % d == 0]
-    best = min(divisors, key=lambda d: abs(math.log(d / target)))
-    if checkpoint_every and checkpoint_every % best:
-        best = max(d for d in range(1, checkpoint_every + 1) if checkpoint_every % d == 0 and d <= max(target, 1))
-    return best
+    return min(divisors, key=lambda d: abs(math.log(d / target)))
 
 
 def _json(value):
@@ -190,7 +188,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     def save(step, state):
         checkpoints.save(step, state, {**base_record, "iteration": step, "metrics_position": writer.position()})
 
-    kept, compile_chunks, in_memory = [], 0.0, []
+    compile_chunks, in_memory = 0.0, []
     bar = tqdm(total=total, initial=done, unit="it", desc=f"{trainer.algo} x {num_runs}", disable=not progress,
                dynamic_ncols=True)
     run_started, steps_at_start = time.perf_counter(), done
@@ -286,7 +284,8 @@ def _check_same_run(saved, config, hparams, keys, allow_changes):
         differing.append("keys (seeds)")
     if differing:
         detail = "; ".join(
-            f"{k}: saved {saved['config'].get(k)!r}, now {config.get(k)!r}" if k in config or k in saved["config"] else k
+            f"{k}: saved {saved['config'].get(k)!r}, now {config.get(k)!r}"
+            if k in config or k in saved["config"] else k
             for k in differing
         )
         raise ValueError(

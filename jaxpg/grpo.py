@@ -41,23 +41,35 @@ class GRPOConfig(Config):
     num_envs: int | None = setting(None, "derived: num_groups * group_size (set those instead)", optional=True)
     num_steps: int | None = setting(None, "derived: max_steps (set that instead)", optional=True)
     total_timesteps: int = redeclare(
-        Config, "total_timesteps", 1_600_000, "env steps of the whole run, num_groups * group_size * max_steps per iteration"
+        Config, "total_timesteps", 1_600_000,
+        "env steps of the whole run, num_groups * group_size * max_steps per iteration",
     )
     num_iterations: int = setting(1, "updates on each batch (TRL: num_iterations, the paper's mu)")
     num_minibatches: int = setting(1, "minibatches per update, split over members")
-    scale_rewards: str = setting("group", "TRL's scale_rewards: divide advantages by the group's std, the batch's, or not", "choice", choices=SCALE_REWARDS)
-    loss_type: str = setting("grpo", "TRL's loss_type: how per-step losses are averaged (jaxpg.losses.aggregate)", "choice", choices=losses.LOSS_TYPES)
+    scale_rewards: str = setting(
+        "group", "TRL's scale_rewards: divide advantages by the group's std, the batch's, or not", "choice",
+        choices=SCALE_REWARDS,
+    )
+    loss_type: str = setting(
+        "grpo", "TRL's loss_type: how per-step losses are averaged (jaxpg.losses.aggregate)", "choice",
+        choices=losses.LOSS_TYPES,
+    )
     importance_sampling_level: str = setting(
         "token", "TRL's option: per-token ratios, or the sequence's geometric mean (GSPO)", "choice",
         choices=IMPORTANCE_SAMPLING_LEVELS,
     )
     common_random_numbers: bool = setting(True, "members of a group share the env's random stream", "bool")
-    gamma: float = hparam(1.0, "discount of a member's return (1: the undiscounted sum, as for LLM rewards)", high=1.0, high_inclusive=True)
+    gamma: float = hparam(
+        1.0, "discount of a member's return (1: the undiscounted sum, as for LLM rewards)", high=1.0,
+        high_inclusive=True,
+    )
     clip_eps: float = hparam(0.2, "lower clip range of the ratio (TRL: epsilon)", high=1.0)
     clip_eps_high: float | None = hparam(
         None, "upper clip range (TRL: epsilon_high; DAPO 0.28); None takes clip_eps", optional=True
     )
-    beta: float = hparam(0.0, "weight of the k3 KL to the reference policy in the loss (TRL's default 0)", low_inclusive=True)
+    beta: float = hparam(
+        0.0, "weight of the k3 KL to the reference policy in the loss (TRL's default 0)", low_inclusive=True
+    )
     ent_coef: float = hparam(0.0, "weight of the entropy bonus", low_inclusive=True)
 
     def __post_init__(self):

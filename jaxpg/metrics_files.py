@@ -66,7 +66,8 @@ class MetricsWriter:
 
     def position(self) -> dict:
         """Where the files end now: what a checkpoint records to truncate back to."""
-        return {"rows": self.rows(), "csv_bytes": os.path.getsize(self.csv_path) if os.path.exists(self.csv_path) else 0}
+        csv_bytes = os.path.getsize(self.csv_path) if os.path.exists(self.csv_path) else 0
+        return {"rows": self.rows(), "csv_bytes": csv_bytes}
 
     def rows(self) -> int:
         if not self.index:

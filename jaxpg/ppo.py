@@ -57,7 +57,10 @@ class PPOConfig(Config):
         if "anneal_lr" in options:
             anneal = options.pop("anneal_lr")
             if "lr_schedule" in options:
-                raise ValueError("anneal_lr and lr_schedule both given; accepted: one of them (anneal_lr=True is lr_schedule='linear')")
+                raise ValueError(
+                    "anneal_lr and lr_schedule both given; accepted: one of them "
+                    "(anneal_lr=True is lr_schedule='linear')"
+                )
             if not isinstance(anneal, bool):
                 raise ValueError(f"anneal_lr={anneal!r} must be True or False")
             options["lr_schedule"] = "linear" if anneal else "constant"
@@ -151,7 +154,9 @@ class PPO(Trainer):
     def _iteration(self, state, env_params):
         hparams, config, extra = state.hparams, self.config, state.extra
         key, rollout_key, permutation_key = jax.random.split(state.key, 3)
-        (env_state, obs), batch = self.collect(state, env_params, state.env_state, state.obs, rollout_key, config.num_steps)
+        (env_state, obs), batch = self.collect(
+            state, env_params, state.env_state, state.obs, rollout_key, config.num_steps
+        )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         running_return, running_length, ret_sum, len_sum, finished = episode_statistics(
             batch.reward, dones, extra.running_return, extra.running_length

@@ -48,15 +48,21 @@ class ReinforceConfig(Config):
         None, "steps rolled per episode; None takes the env's max_steps_in_episode", optional=True
     )
     total_timesteps: int = redeclare(
-        Config, "total_timesteps", 1_000_000, "env steps of the whole run, masked steps included (num_envs * num_steps per iteration)"
+        Config, "total_timesteps", 1_000_000,
+        "env steps of the whole run, masked steps included (num_envs * num_steps per iteration)",
     )
-    baseline: str = setting("value", "b(s): none, mean (batch mean), value (learned V), moving_average", "choice", choices=BASELINES)
+    baseline: str = setting(
+        "value", "b(s): none, mean (batch mean), value (learned V), moving_average", "choice", choices=BASELINES
+    )
     normalize_returns: bool = setting(True, "standardise G - b over the batch", "bool")
     record_grad_variance: bool = setting(False, "log the per-episode gradient variance (costs a vmapped grad)", "bool")
     gamma: float = hparam(0.99, "discount of the returns-to-go", high=1.0, high_inclusive=True)
     ent_coef: float = hparam(0.0, "weight of the entropy bonus", low_inclusive=True)
     vf_coef: float = hparam(0.5, "weight of the value regression (baseline=value)", low_inclusive=True)
-    beta: float = hparam(0.0, "weight of the k1 KL penalty to the reference policy in the reward; 0 is plain REINFORCE", low_inclusive=True)
+    beta: float = hparam(
+        0.0, "weight of the k1 KL penalty to the reference policy in the reward; 0 is plain REINFORCE",
+        low_inclusive=True,
+    )
     baseline_decay: float = hparam(
         0.9, "decay of the moving_average baseline (averages about 1 / (1 - decay) iterations)",
         low_inclusive=True, high=1.0,

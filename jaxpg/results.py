@@ -1,7 +1,5 @@
-"""Writing a training run to disk: metrics, summary, learning curve and checkpoint."""
+"""Describing a run: versions, device, learning-curve plots."""
 
-import csv
-import json
 import os
 import platform
 from importlib import metadata
@@ -42,25 +40,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def write_metrics(out_dir: str, metrics: dict) -> None:
-    """`metrics.npz` (arrays `(seeds, iterations)`) and a long-form `metrics.csv`."""
-    arrays = {k: np.asarray(v) for k, v in metrics.items()}
-    np.savez(os.path.join(out_dir, "metrics.npz"), **arrays)
-    names = sorted(arrays)
-    num_seeds, num_iterations = arrays[names[0]].shape[:2]
-    with open(os.path.join(out_dir, "metrics.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["seed", "iteration", *names])
-        for seed in range(num_seeds):
-            for it in range(num_iterations):
-                writer.writerow([seed, it, *(_scalar(arrays[n][seed, it]) for n in names)])
-
-
-def _scalar(x):
-    x = np.asarray(x)
-    return x.item() if x.size == 1 else json.dumps(x.tolist())
-
-
 def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
     """Mean episode return over seeds against env steps, with min-max and +-1 std bands."""
     import matplotlib
@@ -84,17 +63,28 @@ def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
     plt.close(fig)
 
 
-def save_checkpoint(path: str, state) -> None:
-    """Saves the (seed-batched) `TrainState` with orbax; restore with `load_checkpoint`."""
-    import orbax.checkpoint as ocp
+def plot_runs(path: str, runs: list) -> None:
+    """Overlays runs' learning curves: mean episode return over seeds, +-1 std band, on env steps.
 
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.abspath(path), state, force=True)
+    Args:
+      path: PNG to write.
+      runs: `(label, metrics)` pairs, metrics as `jaxpg.fit` returns them (`(R, rows)` arrays).
+    """
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-def load_checkpoint(path: str, like):
-    """Restores a `TrainState` saved by `save_checkpoint`; `like` gives its structure."""
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(os.path.abspath(path), like)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, metrics in runs:
+        returns = np.asarray(metrics["episode_return"], np.float64)
+        steps = np.asarray(metrics["env_steps"])[0]
+        mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
+        ax.plot(steps, mean, label=f"{label} ({returns.shape[0]} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("environment steps (per seed)")
+    ax.set_ylabel("episode return (training episodes)")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

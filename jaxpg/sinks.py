@@ -30,7 +30,8 @@ class TensorBoard:
         hparams = record.get("hparams_per_run") or [{}] * record["num_runs"]
         for run in range(record["num_runs"]):
             writer = self._writer_class(os.path.join(self.folder, f"run_{run}"))
-            flat = {k: v for k, v in {**record.get("config", {}), **hparams[run]}.items() if isinstance(v, (int, float, str, bool))}
+            options = {**record.get("config", {}), **hparams[run]}
+            flat = {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))}
             writer.add_text("config", "\n".join(f"{k} = {v}" for k, v in sorted(flat.items())))
             writer.add_hparams(flat, {}, name=".")
             self.writers.append(writer)

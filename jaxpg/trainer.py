@@ -122,7 +122,8 @@ class Trainer:
         if policy_params is not None:
             expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
             shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-            if jax.tree.structure(policy_params) != jax.tree.structure(expected) or shapes(policy_params) != shapes(expected):
+            same_tree = jax.tree.structure(policy_params) == jax.tree.structure(expected)
+            if not same_tree or shapes(policy_params) != shapes(expected):
                 raise ValueError(
                     f"policy_params do not fit this trainer's policy network; accepted: parameters "
                     f"shaped {shapes(expected)}"

@@ -6,7 +6,6 @@ below are ones only a working learner reaches.
 
 import jax
 import numpy as np
-import pytest
 
 import envs
 import jaxpg

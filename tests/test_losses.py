@@ -34,7 +34,8 @@ def test_masked_mean_and_standardize():
     assert float(losses.masked_mean(per_step, np.zeros_like(mask))) == 0.0
     standardized = np.asarray(losses.masked_standardize(jnp.asarray(per_step), jnp.asarray(mask)))
     picked = np.array([standardized[t, b] for b in range(B) for t in range(lengths[b])])
-    np.testing.assert_allclose(picked, (np.array(active) - np.mean(active)) / (np.std(active) + 1e-8), rtol=1e-4, atol=1e-5)
+    expected = (np.array(active) - np.mean(active)) / (np.std(active) + 1e-8)
+    np.testing.assert_allclose(picked, expected, rtol=1e-4, atol=1e-5)
     x = per_step.reshape(-1)
     np.testing.assert_allclose(losses.standardize(x), (x - x.mean()) / (x.std() + 1e-8), rtol=1e-4, atol=1e-5)
 

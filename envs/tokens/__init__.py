@@ -38,7 +38,18 @@ of shape (n, L) for one causal forward over each whole sequence.
 
 from .addition import Addition
 from .base import (
-    EOS, PAD, PLUS, REWARDS, SEP, VOCAB_SIZE, EnvParams, EnvState, TokenEnv, decode, encode, score,
+    EOS,
+    PAD,
+    PLUS,
+    REWARDS,
+    SEP,
+    VOCAB_SIZE,
+    EnvParams,
+    EnvState,
+    TokenEnv,
+    decode,
+    encode,
+    score,
 )
 from .copy_task import Copy
 from .drop_zeros import DropZeros

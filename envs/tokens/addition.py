@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from .base import PAD, PLUS, EnvParams as BaseParams, TokenEnv, build_params, random_words, uniform_int
+from .base import PAD, PLUS, TokenEnv, build_params, random_words, uniform_int
+from .base import EnvParams as BaseParams
 
 
 @struct.dataclass

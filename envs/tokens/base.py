@@ -6,7 +6,6 @@ string, in plain Python, for tests and people). See the package docstring for th
 """
 
 from functools import partial
-from typing import Any
 
 import jax
 import jax.numpy as jnp

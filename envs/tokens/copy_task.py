@@ -10,7 +10,8 @@ from typing import Any
 import jax.numpy as jnp
 from flax import struct
 
-from .base import PAD, EnvParams as BaseParams, TokenEnv, build_params, check_bool, random_words, uniform_int
+from .base import PAD, TokenEnv, build_params, check_bool, random_words, uniform_int
+from .base import EnvParams as BaseParams
 
 
 @struct.dataclass

@@ -14,8 +14,16 @@ import jax.numpy as jnp
 from flax import struct
 
 from .base import (
-    PAD, EnvParams as BaseParams, TokenEnv, build_params, check_unit_float, random_words, uniform_int,
+    PAD,
+    TokenEnv,
+    build_params,
+    check_unit_float,
+    random_words,
+    uniform_int,
     uniform_unit,
+)
+from .base import (
+    EnvParams as BaseParams,
 )
 
 

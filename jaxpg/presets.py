@@ -1,0 +1,152 @@
+"""Settings that solve each shipped task with no tuning: one `Preset` per (task, algorithm).
+
+A preset is a set of trainer options for one environment variant (an env id and the env options
+that select it, such as LQR's dimensions), with the success criterion it was tuned to meet on
+every one of 8 seeds. `jaxpg train` uses the preset of its (env, algo) pair unless told
+`--no-preset`; from Python, `make_trainer(algo, env, env_params, preset="LQR-v0", **overrides)`
+applies one explicitly (overrides win). `benchmarks/presets.py` trains every preset over 8 seeds
+and checks its criterion; the README has the table.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+
+LINEAR_GAUSSIAN = dict(policy="linear", distribution="fixed_std_gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Trainer options for one (environment variant, algorithm) pair.
+
+    Attributes:
+      name: the variant's name (`"LQR-v0"`, `"LQR-v0-3x2"`, ...).
+      env_id, env_options: the environment it is for: `envs.make(env_id, **env_options)`.
+      algo: `reinforce`, `ppo` or `grpo`.
+      options: trainer options.
+      measure: `eval_return` (mean deterministic evaluation return per seed, at least
+        `threshold`) or `gain_error` (||K - K*|| / ||K*|| of the linear policy, below it).
+      threshold: the criterion every seed must meet.
+    """
+
+    name: str
+    env_id: str
+    algo: str
+    options: Mapping
+    measure: str
+    threshold: float
+    env_options: Mapping = dataclasses.field(default_factory=dict)
+
+    def passes(self, value: float) -> bool:
+        return value < self.threshold if self.measure == "gain_error" else value >= self.threshold
+
+    def describe(self) -> str:
+        sign = "<" if self.measure == "gain_error" else ">="
+        return f"{self.name} / {self.algo}: {self.measure} {sign} {self.threshold:g} on every seed"
+
+
+def _preset(name, env_id, algo, measure, threshold, env_options=None, **options):
+    return Preset(name, env_id, algo, options, measure, threshold, env_options or {})
+
+
+_ALL = [
+    # CartPole-v1: PPO's own defaults are PureJaxRL's CartPole config; REINFORCE and GRPO decay
+    # the learning rate so that a solved policy is not unlearned late in the run.
+    _preset("CartPole-v1", "CartPole-v1", "ppo", "eval_return", 475.0),
+    _preset("CartPole-v1", "CartPole-v1", "reinforce", "eval_return", 475.0,
+            num_envs=8, lr=3e-3, lr_schedule="cosine", lr_end=3e-4, total_timesteps=1_000_000),
+    _preset("CartPole-v1", "CartPole-v1", "grpo", "eval_return", 475.0,
+            lr_schedule="cosine", lr_end=1e-4),
+    # LQR-v0 (1-D textbook system) with the linear-Gaussian policy, so the learned gain can be
+    # compared with the Riccati gain. Exploration noise is fixed; learning rates decay to
+    # average out the gradient noise near K*.
+    _preset("LQR-v0", "LQR-v0", "ppo", "gain_error", 0.01,
+            num_envs=64, num_steps=32, total_timesteps=64 * 32 * 300, num_minibatches=4, update_epochs=4,
+            gae_lambda=0.9, lr=3e-3, lr_schedule="exponential", lr_end=1e-4, clip_value_loss=False,
+            normalize_rewards=True, init_std=0.5, hidden_sizes=(32, 32), **LINEAR_GAUSSIAN),
+    _preset("LQR-v0", "LQR-v0", "reinforce", "gain_error", 0.01,
+            num_envs=1024, num_steps=100, gamma=1.0, baseline="mean", init_std=0.3, hidden_sizes=(8,),
+            lr=0.02, lr_schedule="exponential", lr_end=5e-4, total_timesteps=1024 * 100 * 300,
+            **LINEAR_GAUSSIAN),
+    _preset("LQR-v0", "LQR-v0", "grpo", "gain_error", 0.01,
+            num_groups=16, group_size=8, max_steps=100, init_std=0.3, hidden_sizes=(8,),
+            lr=0.05, lr_schedule="exponential", lr_end=1e-3, total_timesteps=16 * 8 * 100 * 300,
+            **LINEAR_GAUSSIAN),
+    _preset("LQR-v0-3x2", "LQR-v0", "ppo", "gain_error", 0.02, env_options={"state_dim": 3, "action_dim": 2},
+            num_envs=64, num_steps=32, total_timesteps=64 * 32 * 600, num_minibatches=4, update_epochs=4,
+            gae_lambda=0.9, lr=3e-3, lr_schedule="exponential", lr_end=1e-4, clip_value_loss=False,
+            normalize_rewards=True, init_std=0.5, hidden_sizes=(32, 32), **LINEAR_GAUSSIAN),
+    _preset("LQR-v0-3x2", "LQR-v0", "reinforce", "gain_error", 0.02, env_options={"state_dim": 3, "action_dim": 2},
+            num_envs=1024, num_steps=100, gamma=1.0, baseline="mean", init_std=0.3, hidden_sizes=(8,),
+            lr=0.02, lr_schedule="exponential", lr_end=5e-4, total_timesteps=1024 * 100 * 600,
+            **LINEAR_GAUSSIAN),
+    _preset("LQR-v0-3x2", "LQR-v0", "grpo", "gain_error", 0.02, env_options={"state_dim": 3, "action_dim": 2},
+            num_groups=16, group_size=8, max_steps=100, init_std=0.3, hidden_sizes=(8,),
+            lr=0.05, lr_schedule="exponential", lr_end=1e-3, total_timesteps=16 * 8 * 100 * 600,
+            **LINEAR_GAUSSIAN),
+    # SearchRanking-v0: one-step sessions, so gamma and the rollout length hardly matter; the
+    # settings of benchmarks/algorithms.py, where all three beat the zero action and random.
+    _preset("SearchRanking-v0", "SearchRanking-v0", "reinforce", "eval_return", 9.0,
+            num_envs=64, lr=3e-3, baseline="moving_average", normalize_returns=False, gamma=1.0,
+            total_timesteps=64 * 300),
+    _preset("SearchRanking-v0", "SearchRanking-v0", "ppo", "eval_return", 9.0,
+            num_envs=64, num_steps=1, num_minibatches=4, lr=3e-3, lr_schedule="constant", gamma=1.0,
+            ent_coef=0.0, total_timesteps=64 * 300),
+    _preset("SearchRanking-v0", "SearchRanking-v0", "grpo", "eval_return", 9.0,
+            num_groups=16, group_size=4, lr=3e-3, total_timesteps=64 * 300),
+    # gymnax classic control, PPO (settings in the spirit of rl-baselines3-zoo, tuned here).
+    _preset("Acrobot-v1", "Acrobot-v1", "ppo", "eval_return", -100.0,
+            normalize_observations=True, num_envs=16, num_steps=64, gae_lambda=0.94, ent_coef=0.0,
+            update_epochs=4, num_minibatches=4, lr=1e-3, total_timesteps=200_000),
+    _preset("MountainCar-v0", "MountainCar-v0", "ppo", "eval_return", -120.0,
+            normalize_observations=True, normalize_rewards=True, num_envs=16, num_steps=64, gae_lambda=0.98,
+            ent_coef=0.0, update_epochs=4, num_minibatches=4, lr=3e-3, total_timesteps=500_000),
+    _preset("Pendulum-v1", "Pendulum-v1", "ppo", "eval_return", -200.0,
+            num_envs=16, num_steps=256, gae_lambda=0.95, gamma=0.97, update_epochs=10, num_minibatches=16,
+            ent_coef=0.0, clip_value_loss=False, normalize_rewards=True, lr=2e-3, total_timesteps=100_000),
+    _preset("MountainCarContinuous-v0", "MountainCarContinuous-v0", "ppo", "eval_return", 90.0,
+            normalize_observations=True, normalize_rewards=True, num_envs=16, num_steps=256, gamma=0.999,
+            gae_lambda=0.95, ent_coef=0.0, update_epochs=4, num_minibatches=4, init_std=2.0,
+            clip_value_loss=False, lr=3e-3, total_timesteps=200_000),
+]
+
+PRESETS: dict[tuple[str, str], Preset] = {(p.name, p.algo): p for p in _ALL}
+
+
+def get(name: str, algo: str) -> Preset:
+    """The preset `name` (e.g. `"LQR-v0-3x2"`) for `algo`; `ValueError` naming the accepted ones."""
+    if (name, algo) not in PRESETS:
+        accepted = sorted(n for n, a in PRESETS if a == algo)
+        raise ValueError(f"preset={name!r} has no {algo} settings; accepted for {algo}: {', '.join(accepted)}")
+    return PRESETS[(name, algo)]
+
+
+def find(env_id: str, algo: str, env_options: Mapping | None = None) -> Preset | None:
+    """The preset for this environment variant and algorithm, or None.
+
+    A preset matches when its env id is `env_id` and every env option it names has the same
+    value in `env_options` (options it does not name, such as a catalog size, may differ; an
+    LQR run of another dimension than a preset's finds none).
+    """
+    env_options = dict(env_options or {})
+    candidates = [p for p in _ALL if p.env_id == env_id and p.algo == algo]
+    for preset in sorted(candidates, key=lambda p: -len(p.env_options)):
+        selectors = set(preset.env_options) | ({"state_dim", "action_dim"} & set(env_options))
+        if all(env_options.get(k, _default(k)) == preset.env_options.get(k, _default(k)) for k in selectors):
+            return preset
+    return None
+
+
+def _default(name):
+    # LQR's dimensions default to 1 whether or not they are given.
+    return 1 if name in ("state_dim", "action_dim") else None
+
+
+def apply(algo: str, preset, overrides: Mapping) -> dict:
+    """Trainer options: the preset's (a `Preset`, or a name) under `overrides`."""
+    if preset is None:
+        return dict(overrides)
+    if isinstance(preset, str):
+        preset = get(preset, algo)
+    if preset.algo != algo:
+        raise ValueError(f"preset {preset.name!r} is for {preset.algo}, not {algo}")
+    return {**preset.options, **overrides}
