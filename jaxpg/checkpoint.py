@@ -40,7 +40,10 @@ class Checkpoints:
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def save(self, step: int, state, record: dict) -> None:
-        """Saves `state` (a batched `TrainState`) and `record` (JSON-able) as step `step`."""
+        """Saves `state` (a batched `TrainState`) and `record` (JSON-able) as step `step`,
+        replacing an unreadable checkpoint of that step that a resume skipped."""
+        if step in self.steps():
+            self.manager.delete(step)
         self.manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(keys_to_data(state)), record=ocp.args.JsonSave(record)),

@@ -161,7 +161,7 @@ class GRPO(Trainer):
         # Every member of a group starts from the identical (cloned) state.
         obs, env_state = jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0), (obs, env_state))
         _, batch = self.collect(
-            state, env_state, obs, rollout_key, config.num_steps,
+            state, env_params, env_state, obs, rollout_key, config.num_steps,
             group_size=group_size if config.common_random_numbers else 1,
         )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)

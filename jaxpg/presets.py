@@ -53,7 +53,7 @@ _ALL = [
     # the learning rate so that a solved policy is not unlearned late in the run.
     _preset("CartPole-v1", "CartPole-v1", "ppo", "eval_return", 475.0),
     _preset("CartPole-v1", "CartPole-v1", "reinforce", "eval_return", 475.0,
-            num_envs=8, lr=3e-3, lr_schedule="cosine", lr_end=3e-4, total_timesteps=1_000_000),
+            num_envs=8, lr=3e-3, lr_schedule="linear", lr_end=0.0, baseline="value", total_timesteps=1_600_000),
     _preset("CartPole-v1", "CartPole-v1", "grpo", "eval_return", 475.0,
             lr_schedule="cosine", lr_end=1e-4),
     # LQR-v0 (1-D textbook system) with the linear-Gaussian policy, so the learned gain can be
@@ -96,7 +96,7 @@ _ALL = [
     # gymnax classic control, PPO (settings in the spirit of rl-baselines3-zoo, tuned here).
     _preset("Acrobot-v1", "Acrobot-v1", "ppo", "eval_return", -100.0,
             normalize_observations=True, num_envs=16, num_steps=64, gae_lambda=0.94, ent_coef=0.0,
-            update_epochs=4, num_minibatches=4, lr=1e-3, total_timesteps=200_000),
+            update_epochs=4, num_minibatches=4, lr=2e-3, total_timesteps=250_000),
     _preset("MountainCar-v0", "MountainCar-v0", "ppo", "eval_return", -120.0,
             normalize_observations=True, normalize_rewards=True, num_envs=16, num_steps=64, gae_lambda=0.98,
             ent_coef=0.0, update_epochs=4, num_minibatches=4, lr=3e-3, total_timesteps=500_000),

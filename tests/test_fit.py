@@ -1,0 +1,147 @@
+"""The run driver: chunks compose bit for bit, resume equals the uninterrupted run, checkpoints
+fall back past a corrupt one, changed configs are refused, and a NaN stops a run cleanly."""
+
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gymnax.environments import environment
+
+import envs
+import jaxpg
+from jaxpg.checkpoint import keys_to_data
+from jaxpg.fit import choose_chunk_size
+
+SMALL = {
+    "ppo": dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 8, hidden_sizes=(16,)),
+    "reinforce": dict(num_envs=4, num_steps=40, total_timesteps=4 * 40 * 8, hidden_sizes=(16,)),
+    "grpo": dict(num_groups=2, group_size=2, max_steps=40, total_timesteps=4 * 40 * 8, hidden_sizes=(16,)),
+}
+
+
+def bitwise_equal(a, b) -> bool:
+    leaves_a, leaves_b = jax.tree.leaves(keys_to_data(a)), jax.tree.leaves(keys_to_data(b))
+    return len(leaves_a) == len(leaves_b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True) for x, y in zip(leaves_a, leaves_b)
+    )
+
+
+@pytest.fixture(scope="module")
+def trainers():
+    env, params = envs.make("CartPole-v1")
+    return {algo: jaxpg.make_trainer(algo, env, params, **config) for algo, config in SMALL.items()}
+
+
+@pytest.mark.parametrize("algo", list(SMALL))
+def test_chunks_compose_bit_for_bit(algo, trainers):
+    trainer = trainers[algo]
+    state = trainer.init(jax.random.key(1))
+    whole, whole_metrics = trainer.iterate(state, 8)
+    first, first_metrics = trainer.iterate(state, 3)
+    second, second_metrics = trainer.iterate(first, 5)
+    assert bitwise_equal(whole, second)
+    for name in whole_metrics:
+        joined = np.concatenate([first_metrics[name], second_metrics[name]])
+        assert np.array_equal(np.asarray(whole_metrics[name]), joined, equal_nan=True), name
+    assert bitwise_equal(trainer.train(jax.random.key(1)), (whole, whole_metrics))
+
+
+def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
+    trainer = trainers["ppo"]
+    keys = jax.random.split(jax.random.key(2), 3)
+    state, metrics = jaxpg.fit(trainer, keys, chunk_size=3, progress=False)
+    reference_state, reference_metrics = jax.jit(jax.vmap(trainer.train))(keys)
+    assert metrics["episode_return"].shape == (3, 8)
+    np.testing.assert_array_equal(metrics["iteration"][0], np.arange(8))
+    # Runs of one vmapped program; equal to vmap(train) up to float rounding (XLA batches and
+    # fuses the two programs differently).
+    for x, y in zip(jax.tree.leaves(state.params), jax.tree.leaves(reference_state.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(metrics["episode_length"], np.asarray(reference_metrics["episode_length"]))
+
+
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_path):
+    trainer = trainers[algo]
+    keys = jax.random.split(jax.random.key(3), 2)
+    whole_dir, parts_dir = str(tmp_path / "whole"), str(tmp_path / "parts")
+    whole, whole_metrics = jaxpg.fit(trainer, keys, out=whole_dir, chunk_size=2, checkpoint_every=2, progress=False)
+    jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False)
+    # Roll the second run back to its checkpoint at iteration 4, as if killed after it, with
+    # metrics rows written past it that the resume must drop.
+    for step in ("6", "8"):
+        shutil.rmtree(os.path.join(parts_dir, "checkpoints", step))
+    resumed, resumed_metrics = jaxpg.fit(
+        trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False, resume=True
+    )
+    assert jaxpg.fit.last_report["resumed_from"] == 4
+    assert bitwise_equal(whole, resumed)
+    for name in whole_metrics:
+        assert np.array_equal(whole_metrics[name], resumed_metrics[name], equal_nan=True), name
+    for name in ("metrics.csv",):
+        assert open(os.path.join(whole_dir, name)).read() == open(os.path.join(parts_dir, name)).read()
+
+
+def test_corrupt_latest_checkpoint_falls_back_and_changed_config_is_refused(trainers, tmp_path):
+    trainer = trainers["ppo"]
+    keys = jax.random.split(jax.random.key(4), 2)
+    out = str(tmp_path / "run")
+    whole, _ = jaxpg.fit(trainer, keys, out=out, chunk_size=4, checkpoint_every=4, progress=False)
+    latest = os.path.join(out, "checkpoints", "8")
+    for root, _, files in os.walk(latest):
+        for name in files:  # truncate every data file of the newest checkpoint
+            with open(os.path.join(root, name), "r+b") as f:
+                f.truncate(max(0, os.path.getsize(os.path.join(root, name)) // 3))
+    with pytest.warns(RuntimeWarning, match=r"checkpoint .*checkpoints/8 could not be restored"):
+        state, _ = jaxpg.fit(trainer, keys, out=out, chunk_size=4, checkpoint_every=4, progress=False, resume=True)
+    assert jaxpg.fit.last_report["resumed_from"] == 4
+    assert bitwise_equal(whole, state)
+    longer = jaxpg.make_trainer("ppo", trainer.env, trainer.env_params, **{**SMALL["ppo"], "lr": 1e-3})
+    with pytest.raises(ValueError, match=r"differs from the checkpoint in .*lr"):
+        jaxpg.fit(longer, keys, out=out, chunk_size=4, checkpoint_every=4, progress=False, resume=True)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        jaxpg.fit(trainer, keys, out=out, progress=False)
+
+
+class NaNAfterCartPole(envs.cartpole.CartPole):
+    """CartPole whose reward turns NaN from the 100th step of an episode on."""
+
+    def step_env(self, key, state, action, params):
+        obs, new_state, reward, terminated, info = super().step_env(key, state, action, params)
+        return obs, new_state, jnp.where(state.time >= 100, jnp.nan, reward), terminated, info
+
+    @property
+    def name(self):
+        return "NaNAfterCartPole"
+
+
+def test_on_nonfinite_stop_keeps_the_last_finite_state(tmp_path):
+    env = NaNAfterCartPole()
+    env.step = lambda key, state, action, params=None: environment.Environment.step(env, key, state, action, params)
+    trainer = jaxpg.make_trainer("ppo", env, env.default_params, num_envs=4, num_steps=64,
+                                 total_timesteps=4 * 64 * 12, hidden_sizes=(16,), lr=1e-2)
+    keys = jax.random.split(jax.random.key(5), 2)
+    out = str(tmp_path / "nan")
+    with pytest.raises(jaxpg.NonFiniteUpdate, match="non-finite update at run") as stopped:
+        jaxpg.fit(trainer, keys, out=out, chunk_size=4, on_nonfinite="stop", progress=False)
+    error = stopped.value
+    assert error.iteration > 0
+    assert all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(error.state.params))
+    assert int(error.state.iteration[0]) == error.iteration
+    assert error.metrics["episode_return"].shape == (2, error.iteration)
+    assert not error.metrics["nonfinite"].any()
+    assert os.path.isdir(error.checkpoint)
+
+
+def test_chunk_size_choice():
+    assert choose_chunk_size(976) == 16  # a divisor of the run near total / 50
+    assert choose_chunk_size(976, 100) == 20  # a divisor of checkpoint_every
+    assert choose_chunk_size(7) == 1
+    with pytest.raises(ValueError, match="chunk_size=3 must divide checkpoint_every=4"):
+        env, params = envs.make("CartPole-v1")
+        trainer = jaxpg.make_trainer("ppo", env, params, **SMALL["ppo"])
+        jaxpg.fit(trainer, jax.random.split(jax.random.key(0), 1), out="/tmp/never", chunk_size=3,
+                  checkpoint_every=4, progress=False)
