@@ -1,0 +1,64 @@
+"""Every preset of `jaxpg.presets` trained over 8 vmapped seeds, against its criterion.
+
+For each (task, algorithm) preset: the per-seed result its criterion names (deterministic
+evaluation return over 64 episodes, or the linear policy's gain error ||K - K*|| / ||K*||), whether
+every seed passes, the late training return (last 10% of iterations), the env steps at which the
+seed-mean training return first reaches the threshold, and compile and train seconds of the
+8-seed program on this machine.
+
+    python benchmarks/presets.py                 # every preset, 8 seeds
+    python benchmarks/presets.py --only LQR-v0   # presets whose names start with these
+    python benchmarks/presets.py --quick         # CartPole PPO and SearchRanking GRPO, 2 seeds
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from jaxpg import presets  # noqa: E402
+from jaxpg.preset_check import check_preset  # noqa: E402
+
+
+def main() -> None:
+    parser = common.base_parser(__doc__)
+    parser.add_argument("--only", nargs="*", default=None, help="run the presets whose name starts with one of these")
+    parser.add_argument("--seeds", type=int, default=8)
+    args = parser.parse_args()
+    chosen = list(presets.PRESETS.values())
+    seeds = args.seeds
+    if args.quick:
+        chosen = [presets.get("CartPole-v1", "ppo"), presets.get("SearchRanking-v0", "grpo")]
+        seeds = 2
+    if args.only:
+        chosen = [p for p in chosen if p.name.startswith(tuple(args.only))]
+    rows, results = [], []
+    for preset in chosen:
+        print(f"  {preset.describe()}", flush=True)
+        result = check_preset(preset, seeds=seeds)
+        results.append(result)
+        values = np.asarray(result["values"])
+        shown = (f"{100 * values.max():.2f}% worst, {100 * values.mean():.2f}% mean" if preset.measure == "gain_error"
+                 else f"{values.mean():.1f} ± {values.std():.1f} (min {values.min():.1f})")
+        rows.append([
+            preset.name, preset.algo, preset.describe().split(": ", 1)[1], shown,
+            "yes" if result["passed"] else f"no ({sum(preset.passes(v) for v in values)}/{len(values)})",
+            f"{np.mean(result['late_training_return']):.4g}", f"{result['env_steps_per_seed']:,}",
+            f"{result['steps_to_threshold']:,}" if result["steps_to_threshold"] else "—",
+            f"{result['compile_seconds']:.1f}", f"{result['train_seconds']:.1f}",
+        ])
+    info = common.machine_info()
+    path = common.write_results("presets_quick" if args.quick else "presets",
+                                {"machine": info, "seeds": seeds, "results": results}, args.out)
+    print()
+    print(common.markdown_table(
+        ["preset", "algo", "criterion", "result over seeds", "all seeds pass", "late training return",
+         "env steps per seed", "steps to threshold (seed mean)", "compile (s)", f"train {seeds} seeds (s)"], rows))
+    print(f"\n{common.device_label(info)}; wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
