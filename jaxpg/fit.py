@@ -141,7 +141,11 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         raise ValueError(f"chunk_size={chunk_size} must divide checkpoint_every={checkpoint_every}")
 
     init = jax.jit(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)))
-    programs = {}  # chunk length -> compiled program
+    # Compiled programs are kept on the trainer, so calling fit again (a benchmark, a notebook)
+    # compiles nothing: keyed by what shapes the program.
+    signature = (num_runs, env_axis, tuple(sorted(hparam_axes.items())),
+                 str(jax.tree.map(lambda x: (np.shape(x), np.result_type(x)), env_params)))
+    programs = trainer.__dict__.setdefault("_fit_programs", {}).setdefault(signature, {})
 
     def chunk_program(n):
         return jax.jit(jax.vmap(lambda s, p: trainer._iterate(s, p, n), in_axes=(0, env_axis)))
@@ -169,7 +173,9 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         compile_init = 0.0
     else:
         done = 0
-        compiled = init.lower(keys, run_hparams, env_params).compile()
+        if "init" not in programs:
+            programs["init"] = init.lower(keys, run_hparams, env_params).compile()
+        compiled = programs["init"]
         compile_init = time.perf_counter() - started
         state = compiled(keys, run_hparams, env_params)
         if writer is not None:
