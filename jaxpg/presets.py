@@ -49,13 +49,12 @@ def _preset(name, env_id, algo, measure, threshold, env_options=None, **options)
 
 
 _ALL = [
-    # CartPole-v1: PPO's own defaults are PureJaxRL's CartPole config; REINFORCE and GRPO decay
-    # the learning rate so that a solved policy is not unlearned late in the run.
+    # CartPole-v1: PPO's and GRPO's own defaults solve it; REINFORCE decays its learning rate so
+    # that a solved policy is not unlearned late in the run (3 of 8 seeds were, at a constant rate).
     _preset("CartPole-v1", "CartPole-v1", "ppo", "eval_return", 475.0),
     _preset("CartPole-v1", "CartPole-v1", "reinforce", "eval_return", 475.0,
             num_envs=8, lr=3e-3, lr_schedule="linear", lr_end=0.0, baseline="value", total_timesteps=1_600_000),
-    _preset("CartPole-v1", "CartPole-v1", "grpo", "eval_return", 475.0,
-            lr_schedule="cosine", lr_end=1e-4),
+    _preset("CartPole-v1", "CartPole-v1", "grpo", "eval_return", 475.0),
     # LQR-v0 (1-D textbook system) with the linear-Gaussian policy, so the learned gain can be
     # compared with the Riccati gain. Exploration noise is fixed; learning rates decay to
     # average out the gradient noise near K*.
