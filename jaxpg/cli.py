@@ -101,6 +101,20 @@ def build_run(spec: dict):
     return trainer, preset
 
 
+def holds_run(folder: str) -> bool:
+    checkpoints = os.path.join(folder, "checkpoints")
+    return os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
+
+
+def fresh_folder(base: str) -> str:
+    """`base`, or `base-2`, `base-3`, ... : the first that holds no run (the default --out)."""
+    folder, number = base, 1
+    while holds_run(folder):
+        number += 1
+        folder = f"{base}-{number}"
+    return folder
+
+
 def train_command(args) -> int:
     if args.help_algo:
         return help_algo(args.help_algo)
@@ -122,9 +136,9 @@ def train_command(args) -> int:
         "chunk_size": args.chunk_size, "metrics_every": args.metrics_every, "on_nonfinite": args.on_nonfinite,
         "tensorboard": args.tensorboard, "wandb": args.wandb,
     }
-    out = args.out or os.path.join("runs", f"{args.env}-{args.algo}")
     trainer, preset = build_run(spec)  # every option is checked here, before anything is written
-    if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(os.path.join(out, "checkpoints")):
+    out = args.out or fresh_folder(os.path.join("runs", f"{args.env}-{args.algo}"))
+    if holds_run(out):
         raise ValueError(f"{out} already holds a run; continue it with `jaxpg resume {out}`, or pass another --out")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, RUN_FILE), "w") as f:
