@@ -145,3 +145,18 @@ def test_chunk_size_choice():
         trainer = jaxpg.make_trainer("ppo", env, params, **SMALL["ppo"])
         jaxpg.fit(trainer, jax.random.split(jax.random.key(0), 1), out="/tmp/never", chunk_size=3,
                   checkpoint_every=4, progress=False)
+
+
+def test_environment_parameters_vmap_one_run_per_setting():
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, params, **SMALL["ppo"])
+    lengths = jnp.array([0.3, 0.5, 1.0])  # pole half-lengths, one run each
+    batch = jax.tree.map(lambda x: jnp.stack([jnp.asarray(x)] * 3), params).replace(length=lengths)
+    key = jax.random.key(6)
+    _, metrics = jax.jit(jax.vmap(lambda p: trainer.train(key, env_params=p)))(batch)
+    _, fitted = jaxpg.fit(trainer, jnp.stack([key] * 3), env_params=batch, progress=False)
+    for i, length in enumerate([0.3, 0.5, 1.0]):
+        _, alone = trainer.train(key, env_params=params.replace(length=length))
+        np.testing.assert_allclose(metrics["episode_length"][i], alone["episode_length"], rtol=1e-5)
+        np.testing.assert_allclose(fitted["episode_length"][i], alone["episode_length"], rtol=1e-5)
+    assert not np.allclose(metrics["episode_length"][0], metrics["episode_length"][2])
