@@ -400,3 +400,189 @@ def test_small_catalogs():
     _, params = sr.make(n_products=1, top_k=1)
     z = jax.jit(sr.boost_scores)(params.catalog, state.context, jnp.ones(10))
     np.testing.assert_array_equal(z, 0.0)
+
+
+def test_uniform_draws_are_jax_random_uniform():
+    # The hand-written Threefry gives, bit for bit, consecutive pieces of one jax.random.uniform
+    # draw, so the environment's random stream is jax.random's (and what it was before).
+    shapes = {"a": (7,), "b": (3, 1001), "c": (10_000,), "d": ()}
+    tiny = jnp.finfo(jnp.float32).tiny
+    for key in (jax.random.PRNGKey(3), jax.random.key(5)):
+        ours = jax.jit(lambda k: sr.uniform_draws(k, **shapes))(key)
+        flat = jax.random.uniform(key, (7 + 3003 + 10_000 + 1,), minval=tiny, maxval=1.0)
+        start = 0
+        for name, shape in shapes.items():
+            size = int(np.prod(shape))
+            np.testing.assert_array_equal(ours[name], flat[start : start + size].reshape(shape))
+            start += size
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    batched = jax.jit(jax.vmap(lambda k: sr.uniform_draws(k, x=(64,))["x"]))(keys)
+    for key, row in zip(keys, batched):
+        np.testing.assert_array_equal(row, jax.random.uniform(key, (64,), minval=tiny, maxval=1.0))
+
+
+def test_top_k_indices_equals_lax_top_k():
+    rng = np.random.default_rng(0)
+    for n, k in [(24, 24), (50, 5), (500, 20), (1000, 20), (9973, 20), (10_000, 20), (10_000, 1),
+                 (40_000, 24)]:
+        x = jnp.asarray(rng.normal(size=(8, n)), jnp.float32)
+        ours = jax.jit(jax.vmap(lambda v: sr.top_k_indices(v, k)))(x)
+        np.testing.assert_array_equal(ours, jax.lax.top_k(x, k)[1], err_msg=f"n={n}, k={k}")
+    # With ties the values still agree (the order among equal values may differ).
+    x = jnp.asarray(rng.integers(0, 30, size=(8, 10_000)), jnp.float32)
+    ours = jax.vmap(lambda v: sr.top_k_indices(v, 20))(x)
+    np.testing.assert_array_equal(jnp.take_along_axis(x, ours, 1), jax.lax.top_k(x, 20)[0])
+
+
+# Fixed-action statistics of the environment before its speed-up (envs/search_ranking at commit
+# 1cb8a9d), measured with `fixed_action_statistics(sr.make(catalog_seed=s)..., key=
+# PRNGKey(100 + s), batches=128)` (131,072 episodes per catalog) and `multi_session_statistics(
+# ..., PRNGKey(7), 4096, 32)` on `sr.make(n_products=1000, multi_session=True, max_sessions=8)`.
+# The faster environment must reproduce them within standard errors: only its random stream
+# could have changed (it did not: `test_uniform_draws_are_jax_random_uniform`).
+FIELDS = ("reward", "clicks", "purchases", "gmv", "cm2", "strategic_buys", "satisfaction")
+FIXED_POLICIES = ("zero", "price5", "fixed", "random", "expert")
+FIXED_ACTION = np.array([1.5, -2.0, 3.0, 2.5, -1.0, 0.5, 4.0, -3.0, 1.0, -0.5], np.float32)
+OLD_SINGLE_SESSION = {  # catalog_seed -> policy -> (means, standard errors) of FIELDS
+    0: {
+        "zero": ((5.3410, 0.5756, 0.4273, 4.9012, 0.4824, 0.0946, -0.4117),
+                 (0.031, 0.0026, 0.0022, 0.029, 0.0036, 0.001, 0.0021)),
+        "price5": ((17.4726, 0.2954, 0.2631, 16.6462, 1.9922, 0.0000, -0.1277),
+                 (0.14, 0.0022, 0.0021, 0.13, 0.016, 0.0, 0.003)),
+        "fixed": ((7.4331, 0.6559, 0.4778, 6.3333, 0.8057, 0.3559, -0.5098),
+                 (0.045, 0.0027, 0.0022, 0.041, 0.0059, 0.0018, 0.0019)),
+        "random": ((7.0677, 0.4533, 0.3194, 6.5120, 0.5612, 0.1429, -0.4279),
+                 (0.067, 0.0024, 0.002, 0.064, 0.0083, 0.0013, 0.0021)),
+        "expert": ((22.2194, 0.9538, 0.7223, 20.9166, 2.3383, 0.1360, -0.2701),
+                 (0.14, 0.0031, 0.0028, 0.13, 0.016, 0.0013, 0.0035)),
+    },
+    1: {
+        "zero": ((5.3179, 0.5686, 0.4205, 4.8870, 0.4850, 0.0901, -0.4181),
+                 (0.031, 0.0026, 0.0022, 0.029, 0.0035, 0.001, 0.0021)),
+        "price5": ((14.1904, 0.3324, 0.2659, 13.3672, 1.9750, 0.0000, -0.2544),
+                 (0.11, 0.0022, 0.0021, 0.1, 0.015, 0.0, 0.0023)),
+        "fixed": ((9.8848, 0.6223, 0.4407, 8.7537, 1.3571, 0.2630, -0.4997),
+                 (0.062, 0.0027, 0.0022, 0.057, 0.0099, 0.0016, 0.002)),
+        "random": ((6.6009, 0.4521, 0.3160, 6.0461, 0.5505, 0.1447, -0.4391),
+                 (0.057, 0.0024, 0.002, 0.054, 0.0078, 0.0013, 0.002)),
+        "expert": ((18.0311, 0.9293, 0.6964, 16.7795, 2.2435, 0.1306, -0.3718),
+                 (0.11, 0.003, 0.0027, 0.1, 0.015, 0.0013, 0.0028)),
+    },
+}
+OLD_AGGREGATES = {  # catalog_seed -> (means, standard errors) of the 8 'rich' aggregates
+    0: ((-0.91105, -0.99321, 4.43742, -0.46226, -0.47244, 0.02528, -1.49168, -2.19584),
+        (0.00038, 0.00046, 0.0099, 0.00056, 0.0013, 0.0051, 6.9e-06, 0.00017)),
+    1: ((-0.89615, -0.99408, 4.57826, -0.45744, -0.44559, -0.01033, -1.49130, -2.20413),
+        (0.00037, 0.00042, 0.0098, 0.00056, 0.0012, 0.005, 6.9e-06, 0.00018)),
+}
+OLD_MULTI_SESSION = {  # policy -> (means, standard errors) of reward, terminated, truncated
+    "zero_on_expert_states": ((5.68134, 0.63647, 0.00024),
+        (0.04, 0.0014, 4.3e-05)),
+    "expert": ((15.60134, 0.62509, 0.00024),
+        (0.12, 0.0014, 4.2e-05)),
+}
+
+
+def fixed_action_statistics(env, params, expert_action, key, batches, batch=1024):
+    """Means and standard errors over batches x batch one-step episodes (reset, then step_env).
+
+    Every episode is scored under each of FIXED_POLICIES from the same reset: a = 0, a = 5 on
+    the price feature, FIXED_ACTION, a ~ U[-5, 5]^10 and `expert_action`.
+
+    Returns:
+      {policy: (means (7,), ses (7,)) of FIELDS} and "obs": (means, ses) of the reset observation.
+    """
+    def one_batch(key):
+        k_reset, k_action, k_step = jax.random.split(key, 3)
+        obs, state = jax.vmap(env.reset_env, (0, None))(jax.random.split(k_reset, batch), params)
+        actions = jnp.stack([
+            jnp.zeros((batch, 10)), jnp.zeros((batch, 10)).at[:, 5].set(5.0),
+            jnp.broadcast_to(jnp.asarray(FIXED_ACTION), (batch, 10)),
+            jax.random.uniform(k_action, (batch, 10), minval=-5.0, maxval=5.0),
+            expert_action(obs, env),
+        ])
+        step = jax.vmap(jax.vmap(env.step_env, (0, 0, 0, None)), (0, None, 0, None))
+        keys = jax.random.split(k_step, (len(FIXED_POLICIES), batch))
+        _, _, reward, _, info = step(keys, state, actions, params)
+        return obs, jnp.stack([reward] + [info[f] for f in FIELDS[1:]], axis=-1)
+
+    @jax.jit
+    def sums(key):
+        def body(acc, k):
+            obs, x = one_batch(k)
+            return jax.tree.map(jnp.add, acc, (obs.sum(0), (obs**2).sum(0), x.sum(1), (x**2).sum(1))), None
+
+        zeros = (jnp.zeros(env.obs_dim),) * 2 + (jnp.zeros((len(FIXED_POLICIES), len(FIELDS))),) * 2
+        return jax.lax.scan(body, zeros, jax.random.split(key, batches))[0]
+
+    n = batches * batch
+
+    def mean_se(total, total_sq):
+        total, total_sq = np.asarray(total, np.float64), np.asarray(total_sq, np.float64)
+        mean = total / n
+        return mean, np.sqrt(np.maximum(total_sq / n - mean**2, 0.0) / (n - 1))
+
+    s_obs, q_obs, s_x, q_x = sums(key)
+    means, ses = mean_se(s_x, q_x)
+    out = {p: (means[i], ses[i]) for i, p in enumerate(FIXED_POLICIES)}
+    out["obs"] = mean_se(s_obs, q_obs)
+    return out
+
+
+def multi_session_statistics(env, params, expert_action, key, n_envs, steps):
+    """Means and standard errors (across the independent envs) of reward, terminated and
+    truncated over n_envs x steps auto-reset steps from reset, following the expert; policy
+    "zero_on_expert_states" takes a = 0 in the expert's states with the same keys."""
+    @jax.jit
+    def per_env(key):
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = jax.vmap(env.reset, (0, None))(jax.random.split(k_reset, n_envs), params)
+        step = jax.vmap(env.step, (0, 0, 0, None))
+
+        def body(carry, k):
+            obs, state = carry
+            keys = jax.random.split(k, n_envs)
+            zero = step(keys, state, jnp.zeros((n_envs, 10)), params)
+            expert = step(keys, state, expert_action(obs, env), params)
+            x = jnp.stack([jnp.stack([o[2], o[3].astype(jnp.float32), o[4].astype(jnp.float32)], -1)
+                           for o in (zero, expert)])
+            return expert[:2], x
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(k_steps, steps))[1].mean(0)
+
+    x = np.asarray(per_env(key), np.float64)  # (2, n_envs, 3)
+    ses = x.std(1) / np.sqrt(n_envs - 1)
+    return {p: (x[i].mean(0), ses[i]) for i, p in enumerate(("zero_on_expert_states", "expert"))}
+
+
+def assert_matches_old(new, old, what):
+    """Every mean within 4 standard errors of the difference (plus the tables' rounding)."""
+    (m_new, se_new), (m_old, se_old) = new, old
+    m_new, m_old = np.asarray(m_new, np.float64), np.asarray(m_old, np.float64)
+    tol = 4.0 * np.sqrt(np.asarray(se_new) ** 2 + np.asarray(se_old) ** 2) + 1e-4
+    bad = np.abs(m_new - m_old) > tol
+    assert not bad.any(), f"{what}: new {m_new[bad]} vs old {m_old[bad]} (tolerance {tol[bad]})"
+
+
+def check_single_session(seed, batches):
+    env, params = sr.make(catalog_seed=seed)
+    stats = fixed_action_statistics(env, params, sr.expert_action, jax.random.PRNGKey(100 + seed),
+                                    batches)
+    for policy in FIXED_POLICIES:
+        assert_matches_old(stats[policy], OLD_SINGLE_SESSION[seed][policy], f"seed {seed} {policy}")
+    means, ses = stats["obs"]
+    assert_matches_old((means[9:], ses[9:]), OLD_AGGREGATES[seed], f"seed {seed} aggregates")
+
+
+def test_fixed_action_statistics_match_the_code_before_the_speed_up():
+    check_single_session(0, batches=8)  # 8,192 episodes; the slow test below runs 131,072 x 2
+
+
+@pytest.mark.slow
+def test_fixed_action_statistics_match_the_code_before_the_speed_up_many_episodes():
+    for seed in (0, 1):
+        check_single_session(seed, batches=128)
+    env, params = sr.make(n_products=1000, multi_session=True, max_sessions=8)
+    stats = multi_session_statistics(env, params, sr.expert_action, jax.random.PRNGKey(7), 4096, 32)
+    for policy, old in OLD_MULTI_SESSION.items():
+        assert_matches_old(stats[policy], old, f"multi-session {policy}")

@@ -23,15 +23,18 @@ Choices where the spec leaves room (each follows the original where it has an an
   z-score (0 when c = 0, as the std-1 rule gives); those catalog z-scores are precomputed once in
   float64. The personalisation column theta_emb . e_p is z-scored with the precomputed embedding
   mean and covariance: mean theta . mu, std sqrt(theta' C theta). Scoring is then one
-  matrix-vector product with the catalog's (n_products, 42) basis, then `lax.top_k`.
+  matrix-vector product with the catalog's (n_products, 42) basis, then an exact top k in two
+  small passes (`top_k_indices`: group maxima, then the best groups' entries).
 - Multi-session mode (the original's `MultiSessionEnv`): after each session the same user returns
   with probability sigmoid(logit(0.35) + 0.2 clicks + 0.15 sat) with a new query; otherwise the
   episode terminates. Episodes are truncated after `max_sessions` sessions (default 20; episodes
   average about 1.6 sessions, so truncation is rare); `truncated` is set only on an episode that
   would have gone on, so `terminated` and `truncated` never both hold.
 - Positions past the 20 listed position biases reuse the last one, as the original does.
-- Each reset and each step takes its random draws from one threefry call (`world.uniform_draws`),
-  which keeps compile times down; normals are the normal quantile of those uniforms, and the
+- Each reset and each step takes its random draws from one key (`world.uniform_draws`): bit for
+  bit consecutive pieces of one `jax.random.uniform` draw, computed by JAX's Threefry written out
+  in jnp ops (`world.threefry2x32`), because jax.random's XLA:CPU lowering runs it as a rolled
+  loop several times slower; normals are the normal quantile of those uniforms, and the
   Dirichlet uses Marsaglia-Tsang with 8 proposals per gamma draw.
 
 `expert_action(obs, env)` is a template policy (one boost template per observed segment) that
@@ -41,24 +44,48 @@ episodes with common random numbers, so two policies scored with one key are com
 
 Memory: the catalog lives once in `EnvParams` (7 product columns and the 42-column score basis,
 49 * 4 * n_products bytes: 2.0 MB at 10,000 products), shared by all envs; nothing is copied per
-env. One `EnvState` is 52 float32/int32 scalars, 208 bytes. A step's per-env temporaries, as XLA's
-memory analysis of the vmapped `step` reports them at 10,000 products, are about 200 kB ('raw'),
-280 kB ('rich') and 440 kB ('rich', multi-session): 5, 7 and 11 float32 vectors over the catalog
-(uniform and normal draws, scores; 'rich' adds the next observation's base scores), so 1,024
-envs need about 200 to 450 MB. Drawing the n_products normals (threefry) dominates a step on CPU.
+env. One `EnvState` is 52 float32/int32 scalars, 208 bytes. A step's per-env temporaries are a
+few float32 and uint32 vectors over the catalog (the noise draws, the scores; 'rich' adds the
+next observation's base scores), so they, not the state, set how many envs fit in memory
+(`benchmarks/env_throughput.py` reports them). Drawing and transforming the catalog-sized noise
+(two vectors a step in 'rich' mode, one in 'raw') is most of a step's time on CPU.
 """
 
 from .env import (
-    EXPERT_TEMPLATES, EnvParams, EnvState, SearchRanking, expert_action, make,
-    return_probability, session_reward,
+    EXPERT_TEMPLATES,
+    EnvParams,
+    EnvState,
+    SearchRanking,
+    expert_action,
+    make,
+    return_probability,
+    session_reward,
 )
 from .ranking import (
-    FEATURES, base_scores, boost_scores, estimate_theta, feature_matrix, position_bias, rank,
-    rich_aggregates, simulate_session, standardize,
+    FEATURES,
+    base_scores,
+    boost_scores,
+    estimate_theta,
+    feature_matrix,
+    position_bias,
+    rank,
+    rich_aggregates,
+    simulate_session,
+    standardize,
+    top_k_indices,
 )
 from .world import (
-    CATEGORIES, EMB_DIM, QUERY_TYPES, SEGMENTS, Catalog, Context, make_catalog, sample_context,
-    sample_query, uniform_draws,
+    CATEGORIES,
+    EMB_DIM,
+    QUERY_TYPES,
+    SEGMENTS,
+    Catalog,
+    Context,
+    make_catalog,
+    sample_context,
+    sample_query,
+    threefry2x32,
+    uniform_draws,
 )
 
 __all__ = [
@@ -66,5 +93,6 @@ __all__ = [
     "Context", "EnvParams", "EnvState", "SearchRanking", "base_scores", "boost_scores",
     "estimate_theta", "expert_action", "feature_matrix", "make", "make_catalog", "position_bias",
     "rank", "return_probability", "rich_aggregates", "sample_context", "sample_query",
-    "session_reward", "simulate_session", "standardize", "uniform_draws",
+    "session_reward", "simulate_session", "standardize", "threefry2x32", "top_k_indices",
+    "uniform_draws",
 ]

@@ -10,11 +10,23 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from .ranking import (
-    base_scores, estimate_theta, position_bias, rank, rich_aggregates, simulate_session,
+    base_scores,
+    estimate_theta,
+    position_bias,
+    rank,
+    rich_aggregates,
+    simulate_session,
 )
 from .world import (
-    CONTEXT_DRAWS, QUERY_DRAWS, Catalog, Context, context_from_uniforms, make_catalog, normal,
-    uniform_draws, with_query,
+    CONTEXT_DRAWS,
+    QUERY_DRAWS,
+    Catalog,
+    Context,
+    context_from_uniforms,
+    make_catalog,
+    normal,
+    uniform_draws,
+    with_query,
 )
 
 # Expert boost templates, one per segment (rows follow SEGMENTS, columns follow FEATURES), chosen
@@ -212,6 +224,15 @@ class SearchRanking(environment.Environment[EnvState, EnvParams]):
 
     def observation_space(self, params: EnvParams | None = None) -> spaces.Box:
         return spaces.Box(-jnp.inf, jnp.inf, (self.obs_dim,), jnp.float32)
+
+    def references(self, params: EnvParams, act=None) -> dict:
+        """Reference policies to score on a run's evaluation episodes (the optional hook `jaxpg`
+        reads; see `jaxpg.references`): the zero action (no boost) and the expert template of
+        the observed segment (`expert_action`). No exact values: the simulator has no closed form.
+        """
+        zero = lambda obs, key: jnp.zeros(obs.shape[:-1] + (10,), jnp.float32)
+        expert = lambda obs, key: expert_action(obs, self)
+        return {"values": {}, "policies": {"zero action": zero, "expert template": expert}}
 
 
 def expert_action(obs: jax.Array, env: SearchRanking) -> jax.Array:

@@ -1,5 +1,7 @@
 """Scoring, ranking and the cascade user: pure functions of a catalog, a context and draws."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,7 +68,20 @@ def base_scores(catalog: Catalog, ctx: Context, noise: jax.Array) -> jax.Array:
     # The slice of the shared basis is taken once per call, not per env. Zero-padding the weights
     # to the whole basis instead made XLA split the product and constant-fold the zero half,
     # (n_products x N) at compile time: seconds per call site at N = 1,024.
-    return catalog.basis[:, : EMB_DIM + 4] @ _base_weights(ctx) + BASE_NOISE_STD * noise
+    return _scores(catalog.basis[:, : EMB_DIM + 4], _base_weights(ctx)) + BASE_NOISE_STD * noise
+
+
+def _scores(basis: jax.Array, w: jax.Array) -> jax.Array:
+    """basis (n, d) @ w (d,): (n,), written so that one vmapped call is one GEMM into (N, n).
+
+    With the per-env weights on the left, vmap makes the product (N, d) x (d, n), whose output is
+    laid out as the noise, the top k and the aggregates read it; `basis @ w` gave an (n, N)
+    output that every consumer then read transposed, which cost more than the product itself.
+    The barrier keeps XLA from splitting a product with concatenated weights and a constant
+    basis (a catalog closed over by jit) into one product per piece, each writing its own
+    (N, n) output.
+    """
+    return jax.lax.optimization_barrier(w) @ basis.T
 
 
 def boost_scores(catalog: Catalog, ctx: Context, action: jax.Array) -> jax.Array:
@@ -95,8 +110,43 @@ def standardize(features: jax.Array) -> jax.Array:
 def rank(catalog: Catalog, ctx: Context, action: jax.Array, noise: jax.Array, top_k: int):
     """Product indices (top_k,) by descending base + boost score; `action` (10,) is not clipped."""
     w_boost, _ = _boost_weights(catalog, ctx, action)  # a constant offset leaves the order alone
-    scores = catalog.basis @ jnp.concatenate([_base_weights(ctx), w_boost]) + BASE_NOISE_STD * noise
-    return jax.lax.top_k(scores, top_k)[1]
+    w = jnp.concatenate([_base_weights(ctx), w_boost])
+    return top_k_indices(_scores(catalog.basis, w) + BASE_NOISE_STD * noise, top_k)
+
+
+def top_k_indices(x: jax.Array, k: int) -> jax.Array:
+    """Indices (k,) of the k largest entries of x (n,) in descending order, as `lax.top_k`.
+
+    Two small top-k passes replace one over all n: x is cut into G groups of g consecutive
+    entries (g about sqrt(n / k)), and every entry of the top k lies in a group whose maximum is
+    among the k largest group maxima (a group below those has k groups above it, each holding an
+    entry larger than all of its own), so the top k of those k groups' k * g entries is the top
+    k of all. Group maxima are a cheap vectorised reduction, and `lax.top_k` over G and k * g
+    (a few hundred) entries costs far less than over n. Exact ties, which the score noise makes
+    improbable, may come out in another order than `lax.top_k`'s lower-index-first.
+    """
+    n = x.shape[-1]
+    g = _group_size(n, k)
+    if g < 2:
+        return jax.lax.top_k(x, k)[1]
+    groups = -(-n // g)
+    if g * groups > n:
+        x = jnp.pad(x, (0, g * groups - n), constant_values=-jnp.inf)
+    by_group = x.reshape(groups, g)
+    _, best_groups = jax.lax.top_k(by_group.max(axis=1), k)
+    _, flat = jax.lax.top_k(by_group[best_groups].reshape(-1), k)  # over (k, g) candidates
+    return best_groups[flat // g] * g + flat % g
+
+
+def _group_size(n: int, k: int) -> int:
+    """Group size g for `top_k_indices`: about sqrt(n / k), which balances the two passes; a
+    divisor of n within a factor 1.5 of that if there is one (padding n to a multiple of g costs
+    a copy of x); 1 (a single pass) when grouping would not pay or leave fewer than k groups."""
+    best = math.sqrt(n / k)
+    divisors = [d for d in range(max(2, math.ceil(best / 1.5)), math.floor(best * 1.5) + 1)
+                if n % d == 0]
+    g = min(divisors, key=lambda d: abs(d - best)) if divisors else round(best)
+    return g if g >= 2 and -(-n // g) >= k else 1
 
 
 def rich_aggregates(catalog: Catalog, base: jax.Array, top_k: int) -> jax.Array:
@@ -105,7 +155,8 @@ def rich_aggregates(catalog: Catalog, base: jax.Array, top_k: int) -> jax.Array:
     Average price, std price, average cm2, discount, private-label and strategic fractions,
     average bestseller and average base score.
     """
-    top_base, idx = jax.lax.top_k(base, top_k)
+    idx = top_k_indices(base, top_k)
+    top_base = base[idx]
     price = catalog.price[idx]
     raw = jnp.stack([
         price.mean(), price.std(), catalog.cm2[idx].mean(), catalog.discount[idx].mean(),

@@ -1,8 +1,11 @@
 """The simulated world: the catalog, users and queries, with the spec's constants.
 
-Randomness comes from one flat uniform draw per function (`uniform_draws`): XLA compiles every
-threefry call site separately and slowly on CPU (about 0.5 s each, more under vmap), so drawing
-everything a step needs at one site keeps an environment's compile time to seconds.
+Per-step randomness comes from `uniform_draws`: JAX's own Threefry-2x32 block function, written
+out in jnp ops (`threefry2x32`), so the draws are bit for bit those of `jax.random.uniform`.
+jax.random lowers the block function on XLA:CPU as a rolled 5-iteration loop (for compile time),
+which stores every round's state in memory; a step draws two catalog-sized noise vectors per env,
+and that loop was the largest part of a step's time. Unrolled, the 20 rounds are one vectorised
+loop.
 """
 
 import math
@@ -96,13 +99,70 @@ class Context:
     phi_emb: jax.Array
 
 
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(key: jax.Array, x0: jax.Array, x1: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Threefry-2x32 with 20 rounds (Salmon et al. 2011), the block function of jax.random.
+
+    Args:
+      key: (2,) uint32 key words (`jax.random.key_data` of a threefry key).
+      x0, x1: uint32 counter words, any (equal) shape.
+
+    Returns:
+      the two uint32 output words, shaped like the counters; equal to JAX's: `jax.random.bits`
+      of a (n,) uint32 array is `y0 ^ y1` for counters (0, arange(n)).
+    """
+    k0, k1 = key[0], key[1]
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def _threefry_bits(key: jax.Array, start: int, size: int) -> jax.Array:
+    """Words start, ..., start + size - 1 of `jax.random.bits`' uint32 stream for `key`: (size,).
+
+    JAX's (partitionable) threefry makes word i the XOR of the two output words of the block with
+    counters (0, i). The words are computed in two halves and concatenated: XLA then stores them
+    before the consumer's loop rather than fusing the 20 rounds into it, which ran the normal
+    quantile's loop about 1.4x slower (XLA:CPU, measured per catalog-sized draw).
+    """
+    assert start + size < 2**32
+    halves = []
+    for lo, hi in ((start, start + size // 2), (start + size // 2, start + size)):
+        counter = np.uint32(lo) + jax.lax.iota(jnp.uint32, hi - lo)
+        y0, y1 = threefry2x32(key, jnp.zeros_like(counter), counter)
+        halves.append(y0 ^ y1)
+    return jnp.concatenate(halves)
+
+
+def _bits_to_uniform(bits: jax.Array) -> jax.Array:
+    """Uniforms in [tiny, 1) on the 2^-23 grid from uint32 bits, as `jax.random.uniform` maps them
+    with minval = the smallest normal float32 (which keeps logs and quantiles finite)."""
+    one_to_two = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000),
+                                              jnp.float32)
+    return jnp.maximum(one_to_two - 1.0, jnp.finfo(jnp.float32).tiny)
+
+
 def uniform_draws(key: jax.Array, **shapes: tuple[int, ...]) -> dict[str, jax.Array]:
-    """Uniform (0, 1) arrays of the given shapes, cut from a single threefry draw."""
-    sizes = [math.prod(s) for s in shapes.values()]
-    flat = jax.random.uniform(key, (sum(sizes),), minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
+    """Uniform [tiny, 1) arrays of the given shapes from one key.
+
+    Bit for bit the consecutive pieces of one `jax.random.uniform(key, (total,), minval=tiny,
+    maxval=1.0)`, but each piece is computed on its own, from its own counters, so that a
+    catalog-sized piece is one vectorised loop feeding its consumer.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
     out, start = {}, 0
-    for (name, shape), size in zip(shapes.items(), sizes):
-        out[name] = flat[start : start + size].reshape(shape)
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        out[name] = _bits_to_uniform(_threefry_bits(key, start, size)).reshape(shape)
         start += size
     return out
 
