@@ -144,7 +144,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     # Compiled programs are kept on the trainer, so calling fit again (a benchmark, a notebook)
     # compiles nothing: keyed by what shapes the program.
     signature = (num_runs, env_axis, tuple(sorted(hparam_axes.items())),
-                 str(jax.tree.map(lambda x: (np.shape(x), np.result_type(x)), env_params)))
+                 str(jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), env_params)))
     programs = trainer.__dict__.setdefault("_fit_programs", {}).setdefault(signature, {})
 
     def chunk_program(n):

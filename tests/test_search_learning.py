@@ -106,7 +106,7 @@ def test_moving_average_baseline_is_a_bias_corrected_ema_of_earlier_batches():
     trainer = jaxpg.make_trainer("reinforce", env, env_params, baseline="moving_average",
                                  baseline_decay=0.8, progress=False)
     hparams = trainer.hparams
-    extra = trainer._init_extra(None, None, hparams)
+    extra = trainer._init_extra(None, {"policy": None}, hparams)
     batch_means = [3.0, 5.0, -1.0, 4.0]
     ema, weight = 0.0, 0.0
     for i, m in enumerate(batch_means):
@@ -116,7 +116,7 @@ def test_moving_average_baseline_is_a_bias_corrected_ema_of_earlier_batches():
         np.testing.assert_allclose(baseline, expected, rtol=1e-6)
         ema, weight = 0.8 * ema + 0.2 * m, 0.8 * weight + 0.2
     # Masked steps do not enter the batch mean.
-    extra = trainer._init_extra(None, None, hparams)
+    extra = trainer._init_extra(None, {"policy": None}, hparams)
     _, extra = trainer._moving_average(extra, jnp.array([[2.0, 100.0]]), jnp.array([[1.0, 0.0]]), hparams)
     baseline, _ = trainer._moving_average(extra, jnp.zeros((1, 2)), jnp.ones((1, 2)), hparams)
     np.testing.assert_allclose(baseline, 2.0, rtol=1e-6)
