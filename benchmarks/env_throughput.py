@@ -3,7 +3,8 @@
 For each environment id and each N, one jitted program resets N environments and runs
 `lax.scan` over a fixed number of steps of `jax.vmap(env.step)` (gymnax's auto-reset
 included); the timing waits for its outputs with `block_until_ready`. The scan length is 1000
-(quick: 200), shortened at large N to keep one call near 2^24 environment steps, or `--steps`. Where gymnax has the same id (CartPole-v1),
+(quick: 200), shortened at large N to keep one call near 2^24 environment steps, or `--steps`.
+Where gymnax has the same id (CartPole-v1),
 our environment and gymnax's run in the same process, alternating A B A B, and the table reports
 the median of the pairwise ratios ours/gymnax in steps per second.
 
@@ -24,9 +25,9 @@ if __package__ in (None, ""):
     # Run as a script: make `envs` and `benchmarks` importable from the repository root.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import gymnax
 import jax
 import jax.numpy as jnp
-import gymnax
 import numpy as np
 
 import envs
