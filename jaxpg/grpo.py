@@ -21,7 +21,7 @@ from flax import struct
 from jaxpg import losses
 from jaxpg.advantages import group_advantages, returns_to_go
 from jaxpg.config import Config, hparam, redeclare, setting
-from jaxpg.trainer import Trainer
+from jaxpg.trainer import Trainer, episode_limit
 
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
@@ -117,11 +117,7 @@ class GRPO(Trainer):
     def resolve_config(self, config, env_params):
         if config.max_steps is not None:
             return config
-        limit = getattr(env_params, "max_steps_in_episode", None)
-        if limit is None:
-            raise ValueError("grpo: max_steps=None takes the env's max_steps_in_episode, which these "
-                             "env_params lack; pass max_steps (a positive integer)")
-        return config.replace(max_steps=int(limit), num_steps=None)
+        return config.replace(max_steps=episode_limit(self.algo, "max_steps", env_params), num_steps=None)
 
     def _init_extra(self, key, params, hparams):
         return GRPOExtra(reference=params["policy"])

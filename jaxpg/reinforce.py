@@ -32,7 +32,7 @@ from flax import struct
 from jaxpg import losses
 from jaxpg.advantages import returns_to_go
 from jaxpg.config import Config, hparam, redeclare, setting
-from jaxpg.trainer import Trainer
+from jaxpg.trainer import Trainer, episode_limit
 
 BASELINES = ("none", "mean", "value", "moving_average")
 
@@ -97,13 +97,7 @@ class Reinforce(Trainer):
     def resolve_config(self, config, env_params):
         if config.num_steps is not None:
             return config
-        limit = getattr(env_params, "max_steps_in_episode", None)
-        if limit is None:
-            raise ValueError(
-                "reinforce: num_steps=None takes the environment's max_steps_in_episode, "
-                "which these env_params lack; pass num_steps (a positive integer)"
-            )
-        return config.replace(num_steps=int(limit))
+        return config.replace(num_steps=episode_limit(self.algo, "num_steps", env_params))
 
     def _init_extra(self, key, params, hparams):
         return ReinforceExtra(jnp.float32(0.0), jnp.float32(0.0), params["policy"])

@@ -340,6 +340,17 @@ class Trainer:
         return self.head.to_env(raw)
 
 
+def episode_limit(algo: str, option: str, env_params) -> int:
+    """The env's `max_steps_in_episode`, which `option=None` stands for; `ValueError` if it has none."""
+    limit = getattr(env_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError(
+            f"{algo}: {option}=None takes the environment's max_steps_in_episode, which these env_params "
+            f"lack; pass {option} (a positive integer)"
+        )
+    return int(limit)
+
+
 def warn_nonfinite(nonfinite) -> None:
     """Warns, naming the updates, when any update was skipped for a NaN or infinity."""
     flags = np.asarray(nonfinite)
