@@ -50,8 +50,8 @@ def _preset(name, env_id, algo, measure, threshold, env_options=None, **options)
 
 _ALL = [
     # CartPole-v1: PPO's own defaults solve it; REINFORCE and GRPO decay their learning rates
-    # linearly to 0, so that a solved policy is neither unlearned late in the run (3 of 8
-    # REINFORCE seeds were, at a constant rate) nor left noisy (GRPO's late training return).
+    # linearly to 0, so that a solved policy is neither unlearned late in the run (REINFORCE at a
+    # constant rate) nor left noisy (GRPO's late training return); benchmarks/presets.py measures.
     _preset("CartPole-v1", "CartPole-v1", "ppo", "eval_return", 475.0),
     _preset("CartPole-v1", "CartPole-v1", "reinforce", "eval_return", 475.0,
             num_envs=16, lr=3e-3, baseline="value", lr_schedule="linear", lr_end=0.0, total_timesteps=1_000_000),
@@ -59,10 +59,10 @@ _ALL = [
             lr=2e-3, lr_schedule="linear", lr_end=0.0, total_timesteps=3_200_000),
     # LQR-v0 (1-D textbook system) with the linear-Gaussian policy, so the learned gain can be
     # compared with the Riccati gain. Exploration noise is fixed and small (the noise cost that
-    # returns-to-go carry shrinks with it); rollouts cut at 60-100 steps with gamma 1 have an
-    # exact target within 0.25% of K*; learning rates decay over many iterations to average the
-    # gradient noise out (Adam moves K by about lr per update, so the schedule's sum must
-    # exceed the 0.62 that K travels from 0).
+    # returns-to-go carry shrinks with it); rollouts cut at 60-100 steps with gamma 1 keep the
+    # estimator's exact target close to K*; learning rates decay over many iterations to average
+    # the gradient noise out (Adam moves K by about lr per update, so the schedule's sum must
+    # exceed the distance K travels from 0 to K*).
     _preset("LQR-v0", "LQR-v0", "ppo", "gain_error", 0.01,
             num_envs=32, num_steps=128, total_timesteps=2_457_600, num_minibatches=4, update_epochs=4,
             gae_lambda=0.97, lr=3e-3, lr_schedule="exponential", lr_end=3e-5, clip_value_loss=False,
