@@ -8,6 +8,7 @@ seed-mean training return first reaches the threshold, and compile and train sec
 
     python benchmarks/presets.py                 # every preset, 8 seeds
     python benchmarks/presets.py --only LQR-v0   # presets whose names start with these
+    python benchmarks/presets.py --only LQR-v0 --exact --algos grpo   # one preset
     python benchmarks/presets.py --quick         # CartPole PPO and SearchRanking GRPO, 2 seeds
 """
 
@@ -26,6 +27,8 @@ from jaxpg.preset_check import check_preset  # noqa: E402
 def main() -> None:
     parser = common.base_parser(__doc__)
     parser.add_argument("--only", nargs="*", default=None, help="run the presets whose name starts with one of these")
+    parser.add_argument("--exact", action="store_true", help="--only names whole preset names, not prefixes")
+    parser.add_argument("--algos", nargs="*", default=None, help="only these algorithms")
     parser.add_argument("--seeds", type=int, default=8)
     args = parser.parse_args()
     chosen = list(presets.PRESETS.values())
@@ -34,7 +37,9 @@ def main() -> None:
         chosen = [presets.get("CartPole-v1", "ppo"), presets.get("SearchRanking-v0", "grpo")]
         seeds = 2
     if args.only:
-        chosen = [p for p in chosen if p.name.startswith(tuple(args.only))]
+        chosen = [p for p in chosen if (p.name in args.only if args.exact else p.name.startswith(tuple(args.only)))]
+    if args.algos:
+        chosen = [p for p in chosen if p.algo in args.algos]
     rows, results = [], []
     for preset in chosen:
         print(f"  {preset.describe()}", flush=True)
