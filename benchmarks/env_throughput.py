@@ -4,9 +4,11 @@ For each environment id and each N, one jitted program resets N environments and
 `lax.scan` over a fixed number of steps of `jax.vmap(env.step)` (gymnax's auto-reset
 included); the timing waits for its outputs with `block_until_ready`. The scan length is 1000
 (quick: 200), shortened at large N to keep one call near 2^24 environment steps, or `--steps`.
-Where gymnax has the same id (CartPole-v1),
-our environment and gymnax's run in the same process, alternating A B A B, and the table reports
-the median of the pairwise ratios ours/gymnax in steps per second.
+Where gymnax has the same id (CartPole-v1), our environment and gymnax's run in the same process,
+alternating A B A B, and the table reports the median of the pairwise ratios ours/gymnax in steps
+per second. `--baseline DIR` replaces gymnax by an older copy of an environment's package (for
+instance `envs/search_ranking` copied before a change, to time the change A/B in one process):
+DIR is the package folder, whose `make()` builds the baseline environment.
 
 The step keys and random actions come from pools of `POOL` per-step arrays sampled once, outside
 the timed region, from our action space (`space.sample`); step t uses pool entry t % POOL. Both
@@ -15,8 +17,10 @@ contenders read the same pools with the same ops, so the timed difference is the
     python benchmarks/env_throughput.py --quick
     python benchmarks/env_throughput.py                      # CartPole-v1, N up to 65,536
     python benchmarks/env_throughput.py --env LQR-v0 SearchRanking-v0 --sizes 1 64 1024
+    python benchmarks/env_throughput.py --env SearchRanking-v0 --baseline /tmp/sr_old/search_ranking_old
 """
 
+import importlib
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -111,6 +115,16 @@ def make_pools(env, params, num_envs: int, key):
     return jax.block_until_ready((key_pool, action_pool))
 
 
+def load_baseline(path: str):
+    """`(env, params)` from the `make()` of the package folder `path` (an older copy of an env)."""
+    folder = Path(path).resolve()
+    sys.path.insert(0, str(folder.parent))
+    try:
+        return importlib.import_module(folder.name).make()
+    finally:
+        sys.path.remove(str(folder.parent))
+
+
 def build_env(env_id: str):
     """Returns `(ours, twin)`, each `(env, params)`; twin is gymnax's same id, or None."""
     try:
@@ -147,12 +161,14 @@ def memory_per_env(env, params, rollout, num_envs: int, args) -> dict:
     }
 
 
-def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: int) -> dict:
-    """Times ours (and gymnax's twin) at one N; returns compile, steady and alternated timings."""
+def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: int,
+               twin_name: str = "gymnax") -> dict:
+    """Times ours (and the twin: gymnax's, or a baseline) at one N; returns compile, steady and
+    alternated timings, the twin's under `twin_name`."""
     key = jax.random.key(seed)
     pool_key, reset_key = jax.random.split(key)
     key_pool, action_pool = make_pools(*ours, num_envs, pool_key)
-    contenders = {"ours": ours} if twin is None else {"ours": ours, "gymnax": twin}
+    contenders = {"ours": ours} if twin is None else {"ours": ours, twin_name: twin}
 
     result = {"num_envs": num_envs, "num_steps": num_steps, "compile_s": {}, "steady_run_s": {}}
     calls, last = {}, {}
@@ -182,8 +198,8 @@ def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: in
     result["median_s"] = timing["median"]
     result["steps_per_s"] = {name: steps / t for name, t in timing["median"].items()}
     if twin is not None:
-        # times[gymnax] / times[ours] per round = (ours steps/s) / (gymnax steps/s).
-        result["ratio_ours_over_gymnax"] = timing["ratio"]["gymnax"]
+        # times[twin] / times[ours] per round = (ours steps/s) / (twin steps/s).
+        result[f"ratio_ours_over_{twin_name}"] = timing["ratio"][twin_name]
     return result
 
 
@@ -206,7 +222,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int,
                         help="timed rounds (default 9 against gymnax, 5 alone; quick 7 and 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="package folder of an older copy of the (single) --env to time "
+                             "against instead of gymnax")
     args = parser.parse_args(argv)
+    if args.baseline and len(args.env) != 1:
+        parser.error("--baseline times one environment: pass a single --env")
+    twin_name = "baseline" if args.baseline else "gymnax"
 
     info = common.machine_info()
     print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}, "
@@ -215,6 +237,8 @@ def main(argv=None) -> int:
     results, skipped, rows = [], [], []
     for env_id in args.env:
         ours, twin = build_env(env_id)
+        if args.baseline:
+            twin = load_baseline(args.baseline)
         if ours is None:
             print(f"skipping {env_id}: its module is not available yet", file=sys.stderr)
             skipped.append(env_id)
@@ -225,38 +249,44 @@ def main(argv=None) -> int:
         repeats = args.repeats or ((7 if args.quick else 9) if twin else (3 if args.quick else 5))
         for n in sizes:
             num_steps = args.steps or default_steps(env_id, n, args.quick)
-            r = bench_size(ours, twin, n, num_steps, repeats, args.seed)
+            r = bench_size(ours, twin, n, num_steps, repeats, args.seed, twin_name)
             r["env"] = env_id
             r["repeats"] = repeats
+            # Other work on a shared machine slows every contender; the load says how much.
+            r["load_average_1min"] = common.machine_info()["load_average"][0]
             results.append(r)
-            ratio = r.get("ratio_ours_over_gymnax")
+            ratio = r.get(f"ratio_ours_over_{twin_name}")
             rows.append([
                 env_id,
                 f"{n:,}",
                 f"{num_steps:,}",
                 _fmt_rate(r["steps_per_s"]["ours"]),
-                _fmt_rate(r["steps_per_s"].get("gymnax")),
+                _fmt_rate(r["steps_per_s"].get(twin_name)),
                 "—" if ratio is None else f"{ratio:.2f}x",
                 f"{r['compile_s']['ours']:.2f}",
-                "—" if twin is None else f"{r['compile_s']['gymnax']:.2f}",
+                "—" if twin is None else f"{r['compile_s'][twin_name]:.2f}",
                 _fmt_bytes(r["memory_per_env"]["state_bytes"]),
                 _fmt_bytes(r["memory_per_env"]["temp_bytes"]),
+                f"{r['load_average_1min']:.1f}",
             ])
             print(f"  {env_id} N={n}: ours {_fmt_rate(r['steps_per_s']['ours'])}steps/s"
-                  + ("" if ratio is None else f", ours/gymnax {ratio:.2f}x"), flush=True)
+                  + ("" if ratio is None else f", ours/{twin_name} {ratio:.2f}x"), flush=True)
 
     if not results:
         print("nothing to benchmark", file=sys.stderr)
         return 1
     table = common.markdown_table(
-        ["env", "N envs", "steps", "ours steps/s", "gymnax steps/s", "ours/gymnax",
-         "compile ours (s)", "compile gymnax (s)", "state / env", "temporaries / env"],
+        ["env", "N envs", "steps", "ours steps/s", f"{twin_name} steps/s", f"ours/{twin_name}",
+         "compile ours (s)", f"compile {twin_name} (s)", "state / env", "temporaries / env",
+         "load"],
         rows,
     )
-    caption = ("steps = scan length per call; steps/s from the median call; ours/gymnax = "
+    caption = (f"steps = scan length per call; steps/s from the median call; ours/{twin_name} = "
                "median of the alternated rounds' ratios; memory per env (ours): its EnvState and "
                "observation, and XLA's temporary buffers of the timed program / N (shared "
-               f"parameters not counted); {common.device_label(info)}")
+               "parameters not counted); load = 1-minute load average after the size's timings; "
+               + (f"baseline = {args.baseline}; " if args.baseline else "")
+               + common.device_label(info))
     print()
     print(table)
     print()
@@ -274,7 +304,8 @@ def main(argv=None) -> int:
             "pool": POOL,
             "quick": args.quick,
             "seed": args.seed,
-            "order": "ours, gymnax alternated per round",
+            "baseline": args.baseline,
+            "order": f"ours, {twin_name} alternated per round",
         },
         "results": results,
         "table": table,
