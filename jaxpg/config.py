@@ -137,9 +137,13 @@ class Config:
     hidden_sizes: tuple = setting((64, 64), "hidden layer sizes of the policy and value MLPs", "sizes")
     activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
     policy: str = setting(
-        "mlp", "policy network: mlp, or linear (a = K obs, no bias, K from 0; continuous actions)",
+        "mlp", "policy network: mlp; linear (a = K obs, no bias, K from 0; continuous actions); or "
+        "transformer (jaxpg.transformer's causal transformer over a token env's buffer, value too)",
         "choice", choices=POLICIES,
     )
+    transformer_dim: int = setting(64, "policy='transformer': embedding width (a multiple of transformer_heads)")
+    transformer_layers: int = setting(2, "policy='transformer': attention blocks")
+    transformer_heads: int = setting(4, "policy='transformer': attention heads per block")
     distribution: str | None = setting(
         None, "action distribution; None picks categorical for Discrete, gaussian for Box",
         "choice", choices=DISTRIBUTIONS, optional=True,
@@ -163,6 +167,11 @@ class Config:
 
     def validate(self) -> None:
         """Checks that involve several options; raises `ValueError` naming them."""
+        if self.transformer_dim % self.transformer_heads:
+            raise ValueError(
+                f"transformer_dim={self.transformer_dim} must be a multiple of transformer_heads="
+                f"{self.transformer_heads}"
+            )
         if self.lr_schedule == "exponential":
             check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
-POLICIES = ("mlp", "linear")
+POLICIES = ("mlp", "linear", "transformer")
 
 
 def _orthonormal_columns(a):

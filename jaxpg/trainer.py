@@ -22,6 +22,7 @@ from jaxpg.networks import PolicyNetwork, ValueNetwork
 from jaxpg.normalize import RunningStats
 from jaxpg.progress import make_reporter
 from jaxpg.rollout import rollout
+from jaxpg.transformer import from_env
 
 
 @struct.dataclass
@@ -93,10 +94,25 @@ class Trainer:
         # The options are documented from their declaration, never by hand.
         cls.__doc__ = (cls.__doc__ or "") + "\n" + cls.Config.docstring()
 
-    def __init__(self, env, env_params, policy_params=None, **options):
-        """`policy_params` (optional): initial policy parameters, e.g. an SFT policy from
-        `jaxpg.rlhf.behaviour_cloning`; for algorithms with a KL term they are also the frozen
-        reference. They must fit this trainer's policy network."""
+    def __init__(self, env, env_params, policy_params=None, policy_network=None, value_network=None,
+                 **options):
+        """Builds the trainer; `options` are the algorithm's `Config` fields.
+
+        Args:
+          env, env_params: a gymnax environment and its parameters.
+          policy_params: optional initial policy parameters, e.g. an SFT policy from
+            `jaxpg.sft.fit_demonstrations` or `jaxpg.rlhf.behaviour_cloning`; for algorithms with
+            a KL term they are also the frozen reference. They must fit the policy network.
+          policy_network: optional flax module replacing the one `policy` picks. Called as
+            `module.apply(params, obs) -> (outputs, log_std)` with `obs` of shape
+            `(..., *obs_shape)` (any leading batch axes, the env's dtype) and
+            `outputs (..., num_outputs)`: logits for a categorical head (num_outputs = the
+            number of actions), means for a Gaussian one; `log_std` a zero `()` scalar unless the
+            head learns it (`distribution="gaussian"`: a `(num_outputs,)` parameter). It is
+            initialised as `module.init(key, obs)` on a `(num_envs, *obs_shape)` batch.
+          value_network: optional flax module replacing the value network, called as
+            `module.apply(params, obs (..., *obs_shape)) -> values (...)`.
+        """
         config = self.resolve_config(self.Config.from_options(options), env_params)
         self.env, self.env_params = env, env_params
         self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
@@ -107,18 +123,16 @@ class Trainer:
             )
         self.config = config
         self.hparams = {k: jnp.asarray(getattr(config, k), jnp.float32) for k in config.hparam_names()}
-        obs_shape = jax.eval_shape(env.reset, jax.random.key(0), env_params)[0].shape
+        obs_spec = jax.eval_shape(env.reset, jax.random.key(0), env_params)[0]
+        obs_shape = obs_spec.shape
         self.obs_shape = tuple(obs_shape)
-        self.policy_net = PolicyNetwork(
-            num_outputs=self.head.num_outputs,
-            hidden_sizes=config.hidden_sizes,
-            activation=config.activation,
-            policy=config.policy,
-            learns_log_std=self.head.learns_log_std,
-            init_log_std=math.log(config.init_std),
-            obs_ndim=len(obs_shape),
-        )
-        self.value_net = ValueNetwork(config.hidden_sizes, config.activation, len(obs_shape))
+        self.policy_net, self.value_net = self._default_networks(config, env, env_params, obs_spec.dtype)
+        if policy_network is not None:
+            self.policy_net = policy_network
+        if value_network is not None:
+            self.value_net = value_network
+        if policy_network is not None or value_network is not None:
+            self._check_networks(obs_spec, policy_network is not None, value_network is not None)
         if policy_params is not None:
             expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
             shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
@@ -134,6 +148,63 @@ class Trainer:
         self._step_jit = jax.jit(self._step)
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
         self._train_jit = jax.jit(self._train)
+
+    def _default_networks(self, config, env, env_params, obs_dtype):
+        """`(policy_net, value_net)` that `config.policy` names."""
+        if config.policy == "transformer":
+            tokens = len(self.obs_shape) == 1 and jnp.issubdtype(obs_dtype, jnp.integer)
+            if self.head.kind != "categorical" or not tokens:
+                raise ValueError(
+                    "policy='transformer' reads a token buffer (1-D integer observations, as "
+                    "envs.tokens gives) and writes Discrete actions; accepted for this environment: "
+                    "policy='mlp'"
+                )
+            if config.normalize_observations:
+                raise ValueError(
+                    "policy='transformer' reads token ids, which normalize_observations would "
+                    "rescale; accepted: normalize_observations=False"
+                )
+            return from_env(
+                env, env_params, embed_dim=config.transformer_dim, num_layers=config.transformer_layers,
+                num_heads=config.transformer_heads,
+            )
+        policy_net = PolicyNetwork(
+            num_outputs=self.head.num_outputs,
+            hidden_sizes=config.hidden_sizes,
+            activation=config.activation,
+            policy=config.policy,
+            learns_log_std=self.head.learns_log_std,
+            init_log_std=math.log(config.init_std),
+            obs_ndim=len(self.obs_shape),
+        )
+        return policy_net, ValueNetwork(config.hidden_sizes, config.activation, len(self.obs_shape))
+
+    def _check_networks(self, obs_spec, check_policy: bool, check_value: bool):
+        """Raises `ValueError` when a user's network does not answer with the documented shapes
+        (traced with `jax.eval_shape`, so nothing runs)."""
+        obs = jax.ShapeDtypeStruct((2,) + tuple(obs_spec.shape), obs_spec.dtype)
+        key = jax.random.key(0)
+        shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
+        if check_policy:
+            params = jax.eval_shape(self.policy_net.init, key, obs)
+            out = jax.eval_shape(self.policy_net.apply, params, obs)
+            want = (2, self.head.num_outputs)
+            log_std_ok = (
+                isinstance(out, tuple) and len(out) == 2
+                and tuple(out[1].shape) in ((), (self.head.num_outputs,))
+            )
+            if not log_std_ok or tuple(out[0].shape) != want:
+                raise ValueError(
+                    f"policy_network answers a batch of 2 observations with shapes {shapes(out)}; "
+                    f"accepted: (outputs {want}, log_std () or ({self.head.num_outputs},))"
+                )
+        if check_value:
+            params = jax.eval_shape(self.value_net.init, key, obs)
+            out = jax.eval_shape(self.value_net.apply, params, obs)
+            if not hasattr(out, "shape") or tuple(out.shape) != (2,):
+                raise ValueError(
+                    f"value_network answers a batch of 2 observations with shapes {shapes(out)}; accepted: (2,)"
+                )
 
     def resolve_config(self, config: Config, env_params) -> Config:
         """Fills the options that default to something of the environment's (episode limits)."""
