@@ -64,8 +64,19 @@ def gae(rewards, values, next_values, terminated, truncated, gamma, gae_lambda):
 ADVANTAGE_EPS = 1e-4
 
 
+ADVANTAGES = ("group", "rloo")
+
+
+def _scale(returns, grouped, scale_rewards: str):
+    if scale_rewards == "group":
+        return grouped.std(axis=1)[:, None]
+    if scale_rewards == "batch":
+        return returns.std()
+    return 1.0
+
+
 def group_advantages(returns, group_size: int, scale_rewards: str = "group"):
-    """GRPO's group-relative advantages.
+    """GRPO's group-relative advantages (Shao et al. 2024): return minus the group's mean.
 
     Args:
       returns: `(B,)` member returns, B = num_groups * group_size, members of a group adjacent.
@@ -79,11 +90,28 @@ def group_advantages(returns, group_size: int, scale_rewards: str = "group"):
     """
     grouped = returns.reshape(-1, group_size)
     centred = grouped - grouped.mean(axis=1, keepdims=True)
-    group_std = grouped.std(axis=1)
-    if scale_rewards == "group":
-        scale = group_std[:, None]
-    elif scale_rewards == "batch":
-        scale = returns.std()
-    else:
-        scale = 1.0
-    return (centred / (scale + ADVANTAGE_EPS)).reshape(-1), group_std
+    scale = _scale(returns, grouped, scale_rewards)
+    return (centred / (scale + ADVANTAGE_EPS)).reshape(-1), grouped.std(axis=1)
+
+
+def leave_one_out_advantages(returns, group_size: int, scale_rewards: str = "none"):
+    """RLOO's advantages (Ahmadian et al. 2024, "Back to Basics"; TRL's `RLOOTrainer`): each
+    member's return minus the mean return of the other G - 1 members of its group.
+
+    That baseline does not depend on the member's own sample, so the estimate is unbiased; it
+    equals G / (G - 1) times the group-mean-centred return. `scale_rewards` divides as in
+    `group_advantages` (TRL's RLOO default is `none`; `group`/`batch` are its
+    `normalize_advantages`-style scalings).
+
+    Args:
+      returns: `(B,)` member returns, B = num_groups * group_size, members of a group adjacent.
+      group_size: G >= 2.
+      scale_rewards: `group`, `batch` or `none`.
+
+    Returns:
+      `(advantages (B,), group_std (num_groups,))`; a group without spread gets 0.
+    """
+    grouped = returns.reshape(-1, group_size)
+    others_mean = (grouped.sum(axis=1, keepdims=True) - grouped) / (group_size - 1)
+    scale = _scale(returns, grouped, scale_rewards)
+    return ((grouped - others_mean) / (scale + ADVANTAGE_EPS)).reshape(-1), grouped.std(axis=1)

@@ -12,6 +12,7 @@ reference policy weighted by `beta`, and an entropy bonus.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxpg import losses
-from jaxpg.advantages import group_advantages, returns_to_go
+from jaxpg.advantages import ADVANTAGES, group_advantages, leave_one_out_advantages, returns_to_go
 from jaxpg.config import Config, hparam, redeclare, setting
 from jaxpg.trainer import Trainer, episode_limit
 
@@ -54,6 +55,14 @@ class GRPOConfig(Config):
         "grpo", "TRL's loss_type: how per-step losses are averaged (jaxpg.losses.aggregate)", "choice",
         choices=losses.LOSS_TYPES,
     )
+    advantage: str = setting(
+        "group", "group: return minus the group's mean (GRPO); rloo: minus the mean of the other members "
+        "(RLOO, Ahmadian et al. 2024; pair with scale_rewards='none')", "choice", choices=ADVANTAGES,
+    )
+    mask_truncated_completions: bool = setting(
+        False, "TRL's option: members whose episode did not terminate (truncated) are left out of the loss",
+        "bool",
+    )
     importance_sampling_level: str = setting(
         "token", "TRL's option: per-token ratios, or the sequence's geometric mean (GSPO)", "choice",
         choices=IMPORTANCE_SAMPLING_LEVELS,
@@ -67,6 +76,10 @@ class GRPOConfig(Config):
     clip_eps_high: float | None = hparam(
         None, "upper clip range (TRL: epsilon_high; DAPO 0.28); None takes clip_eps", optional=True
     )
+    delta: float | None = hparam(
+        None, "TRL's delta, two-sided clipping (INTELLECT-2): the ratio is capped at delta where A < 0; "
+        "None (stored as inf) is off", low=1.0, high=math.inf, high_inclusive=True, optional=True,
+    )
     beta: float = hparam(
         0.0, "weight of the k3 KL to the reference policy in the loss (TRL's default 0)", low_inclusive=True
     )
@@ -75,6 +88,8 @@ class GRPOConfig(Config):
     def __post_init__(self):
         if self.clip_eps_high is None:
             object.__setattr__(self, "clip_eps_high", self.clip_eps)
+        if self.delta is None:
+            object.__setattr__(self, "delta", math.inf)
         super().__post_init__()
 
     def validate(self):
@@ -134,7 +149,7 @@ class GRPO(Trainer):
         if self.config.importance_sampling_level == "sequence":
             log_ratio = losses.sequence_log_ratio(log_ratio, mask)
         objective, low, high = losses.clipped_surrogate(
-            log_ratio, advantages, hparams["clip_eps"], hparams["clip_eps_high"]
+            log_ratio, advantages, hparams["clip_eps"], hparams["clip_eps_high"], hparams["delta"]
         )
         ref_outputs, ref_log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
         ref_log_prob = jax.lax.stop_gradient(self.head.log_prob(ref_outputs, ref_log_std, batch.action))
@@ -163,16 +178,20 @@ class GRPO(Trainer):
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         mask = losses.first_episode_mask(dones)
         member_returns = returns_to_go(batch.reward * mask, dones, hparams["gamma"])[0]
-        advantages, group_std = group_advantages(member_returns, group_size, config.scale_rewards)
+        advantage_fn = leave_one_out_advantages if config.advantage == "rloo" else group_advantages
+        advantages, group_std = advantage_fn(member_returns, group_size, config.scale_rewards)
         reference = state.extra.reference
-        normalizer = mask.sum() / config.num_minibatches
+        loss_mask = mask
+        if config.mask_truncated_completions:
+            loss_mask = losses.completed_mask(mask, batch.terminated.astype(jnp.float32))
+        normalizer = loss_mask.sum() / config.num_minibatches
 
         def update(carry, member_indices):
             params, opt_state = carry
             take = lambda x: x[:, member_indices]
             minibatch = jax.tree.map(take, batch)
             (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-                params, state.obs_stats, minibatch, advantages[member_indices], take(mask), reference, hparams,
+                params, state.obs_stats, minibatch, advantages[member_indices], take(loss_mask), reference, hparams,
                 normalizer,
             )
             params, opt_state, finite, grad_norm = self.apply_gradients(params, opt_state, grads, loss, hparams)
@@ -194,6 +213,7 @@ class GRPO(Trainer):
             "episode_length": mask.sum(axis=0).mean(),
             "group_return_std": group_std.mean(),
             "zero_spread_fraction": (group_std < 1e-6).mean(),
+            "truncated_fraction": 1.0 - (mask * batch.terminated).sum(axis=0).mean(),
             "approx_kl": losses.masked_mean(losses.k3_kl(batch.log_prob, new_log_prob), mask),
             "nonfinite": ~jnp.all(finite),
         }

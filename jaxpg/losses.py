@@ -46,16 +46,37 @@ def sequence_log_ratio(log_ratio, mask):
     return jnp.broadcast_to((mask * log_ratio).sum(axis=0) / lengths, log_ratio.shape)
 
 
-def clipped_surrogate(log_ratio, advantages, clip_low, clip_high):
+def completed_mask(mask, terminated):
+    """`mask` with the columns whose first episode did not terminate set to 0: `(T, B)`.
+
+    TRL's `mask_truncated_completions`: a completion cut by the length limit (no EOS) or by
+    the rollout's horizon is left out of the loss, so it is not penalised for being unfinished
+    (DAPO, Yu et al. 2025, "overlong filtering"). Its reward still counts in its group's
+    advantages.
+
+    Args:
+      mask: `(T, B)` first-episode mask (`first_episode_mask`).
+      terminated: `(T, B)` termination flags.
+    """
+    ended = jnp.sum(mask * terminated, axis=0) > 0
+    return mask * ended.astype(mask.dtype)
+
+
+def clipped_surrogate(log_ratio, advantages, clip_low, clip_high, delta=None):
     """PPO's clipped objective (to maximise), symmetric or not, and where each clip binds.
 
     objective = min(r A, clip(r, 1 - clip_low, 1 + clip_high) A), r = exp(log_ratio). With
     `clip_low == clip_high` this is PPO's; `clip_high > clip_low` is DAPO's clip-higher.
+    `delta` is two-sided clipping (TRL's `delta`, from the INTELLECT-2 report, Prime Intellect
+    2025): the unclipped term uses min(r, delta), so for A < 0, where PPO's min leaves the
+    ratio unbounded above, the objective is at least delta * A. With delta > 1 + clip_high
+    nothing changes for A > 0; None (or inf) is off.
 
     Args:
       log_ratio: log pi_new - log pi_old, any shape.
       advantages: broadcastable to `log_ratio`.
       clip_low, clip_high: scalars.
+      delta: None or a scalar (may be traced) upper bound on the unclipped ratio.
 
     Returns:
       `(objective, clipped_low, clipped_high)`: the objective and boolean indicators of the
@@ -64,7 +85,8 @@ def clipped_surrogate(log_ratio, advantages, clip_low, clip_high):
     """
     ratio = jnp.exp(log_ratio)
     clipped_ratio = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    objective = jnp.minimum(ratio * advantages, clipped_ratio * advantages)
+    unclipped = ratio if delta is None else jnp.minimum(ratio, delta)
+    objective = jnp.minimum(unclipped * advantages, clipped_ratio * advantages)
     clipped_low = (ratio < 1.0 - clip_low) & (advantages < 0)
     clipped_high = (ratio > 1.0 + clip_high) & (advantages > 0)
     return objective, clipped_low, clipped_high

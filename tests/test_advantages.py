@@ -1,7 +1,9 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jaxpg.advantages import gae, returns_to_go
+from jaxpg.advantages import ADVANTAGE_EPS, gae, group_advantages, leave_one_out_advantages, returns_to_go
 
 
 def random_episodes(seed, T=64, N=5):
@@ -105,3 +107,26 @@ def test_episode_statistics_match_a_python_loop():
         np.testing.assert_allclose(got[0], ret, atol=1e-4)
         np.testing.assert_allclose(got[1], length, atol=1e-4)
         np.testing.assert_allclose([float(x) for x in got[2:]], finished, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", ["none", "group", "batch"])
+def test_leave_one_out_advantages_match_a_direct_loop(scale):
+    rng = np.random.default_rng(3)
+    G = 5
+    returns = rng.normal(size=4 * G).astype(np.float32)
+    returns[G : 2 * G] = 0.7  # a group with zero spread
+    adv, std = leave_one_out_advantages(jnp.asarray(returns), G, scale)
+    groups = returns.reshape(-1, G).astype(np.float64)
+    expected = np.zeros_like(groups)
+    for g in range(groups.shape[0]):
+        for i in range(G):
+            others = [groups[g, j] for j in range(G) if j != i]
+            divisor = {"none": 1.0, "group": groups[g].std(), "batch": returns.astype(np.float64).std()}[scale]
+            expected[g, i] = (groups[g, i] - sum(others) / (G - 1)) / (divisor + ADVANTAGE_EPS)
+    np.testing.assert_allclose(adv, expected.reshape(-1), rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(adv)[G : 2 * G] == 0)
+    np.testing.assert_allclose(std, groups.std(1), rtol=1e-5)
+    # The leave-one-out baseline is G / (G - 1) times the group-mean one, before scaling.
+    centred, _ = group_advantages(jnp.asarray(returns), G, "none")
+    np.testing.assert_allclose(leave_one_out_advantages(jnp.asarray(returns), G)[0], G / (G - 1) * centred,
+                               rtol=1e-4, atol=1e-5)

@@ -2,6 +2,7 @@
 
 Its loss pieces are tested in test_losses.py."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 import envs
 import jaxpg
+from envs.tokens import EOS, VOCAB_SIZE
 from jaxpg.advantages import ADVANTAGE_EPS, group_advantages
 
 
@@ -38,6 +40,9 @@ def test_bad_configs_are_rejected_naming_the_field():
         (dict(loss_type="gspo"), "loss_type='gspo' is unknown; accepted: grpo, bnpo, dr_grpo, dapo"),
         (dict(num_envs=7), "num_envs is derived"),
         (dict(importance_sampling_level="step"), "importance_sampling_level='step' is unknown"),
+        (dict(advantage="loo"), "advantage='loo' is unknown; accepted: group, rloo"),
+        (dict(delta=1.0), "delta=1 is out of range"),
+        (dict(mask_truncated_completions=1), "mask_truncated_completions=1 must be True or False"),
     ]
     for options, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -89,3 +94,31 @@ def test_grpo_runs_gymnax_environments_unchanged(env_id):
     assert not np.asarray(metrics["nonfinite"]).any()
     action = trainer.act(state, trainer.reset_envs(jax.random.key(1), 3)[0], jax.random.key(2))
     assert action.shape[0] == 3
+
+
+class NeverEOS(nn.Module):
+    """A categorical policy over the token vocabulary that favours one digit and rarely ends."""
+
+    @nn.compact
+    def __call__(self, obs):
+        start = lambda key: 4.0 * jax.nn.one_hot(3, VOCAB_SIZE) - 8.0 * jax.nn.one_hot(EOS, VOCAB_SIZE)
+        bias = self.param("bias", start)
+        return jnp.broadcast_to(bias, obs.shape[:-1] + (VOCAB_SIZE,)), jnp.zeros(())
+
+
+def test_token_options_reach_the_update():
+    """mask_truncated_completions leaves never-terminated members out (no gradient at all when
+    every member is truncated); delta and advantage='rloo' are accepted and stored."""
+    env, params = envs.make("Copy-v0", num_digits=2, reward="partial")
+    common = dict(policy_network=NeverEOS(), num_groups=4, group_size=4, total_timesteps=4 * 4 * 3, lr=0.1)
+    trainer = jaxpg.make_trainer("grpo", env, params, mask_truncated_completions=True, **common)
+    assert trainer.config.delta == float("inf") and float(trainer.hparams["delta"]) == float("inf")
+    state = trainer.init(jax.random.key(0))
+    new, metrics = trainer.step(state)
+    assert float(metrics["truncated_fraction"]) == 1.0 and float(metrics["group_return_std"]) > 0
+    np.testing.assert_array_equal(new.params["policy"]["params"]["bias"], state.params["policy"]["params"]["bias"])
+    for options in (dict(), dict(advantage="rloo", scale_rewards="none", delta=1.5)):
+        other = jaxpg.make_trainer("grpo", env, params, **common, **options)
+        moved, _ = other.step(other.init(jax.random.key(0)))
+        assert not np.array_equal(moved.params["policy"]["params"]["bias"], state.params["policy"]["params"]["bias"])
+    assert float(other.hparams["delta"]) == 1.5 and other.config.advantage == "rloo"

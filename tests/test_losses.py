@@ -161,3 +161,54 @@ def test_aggregations_match_numpy(loss_type):
         np.testing.assert_allclose(losses.aggregate(per_step, mask, "dapo"), total / lengths.sum(), rtol=1e-5)
     with pytest.raises(ValueError, match="loss_type='mean' is unknown"):
         losses.aggregate(per_step, mask, "mean")
+
+
+@pytest.mark.parametrize("delta", [1.3, 1.6, 3.0])
+def test_two_sided_clip_delta_matches_numpy(delta):
+    """TRL's `delta`: the unclipped ratio is capped at delta, which binds only where A < 0."""
+    rng = np.random.default_rng(7)
+    log_ratio = (0.8 * rng.normal(size=(T, B))).astype(np.float32)
+    _, _, _, advantages, _ = random_batch(7)
+    low, high = 0.2, 0.28
+    objective, clipped_low, clipped_high = losses.clipped_surrogate(
+        jnp.asarray(log_ratio), jnp.asarray(advantages), low, high, delta
+    )
+    plain, _, _ = losses.clipped_surrogate(jnp.asarray(log_ratio), jnp.asarray(advantages), low, high)
+    ratio = np.exp(log_ratio.astype(np.float64))
+    binds = 0
+    for t in range(T):
+        for b in range(B):
+            r, a = ratio[t, b], advantages[b]
+            expected = min(min(r, delta) * a, min(max(r, 1 - low), 1 + high) * a)
+            np.testing.assert_allclose(objective[t, b], expected, rtol=1e-5, atol=1e-6)
+            if a > 0:  # delta > 1 + high: nothing changes for positive advantages
+                np.testing.assert_allclose(objective[t, b], plain[t, b], rtol=1e-6)
+            binds += bool(r > delta and a < 0)
+            assert bool(clipped_low[t, b]) == (r < 1 - low and a < 0)
+            assert bool(clipped_high[t, b]) == (r > 1 + high and a > 0)
+    if delta < 2:
+        assert binds > 0  # the random ratios reach the cap somewhere
+    # Off (None or inf) is the plain objective, bit for bit.
+    off, _, _ = losses.clipped_surrogate(jnp.asarray(log_ratio), jnp.asarray(advantages), low, high, jnp.inf)
+    np.testing.assert_array_equal(off, plain)
+
+
+def test_two_sided_clip_bounds_the_gradient_of_negative_advantages():
+    grad = jax.grad(lambda lr, a, d: losses.clipped_surrogate(lr, a, 0.2, 0.2, d)[0])
+    big = jnp.log(4.0)  # ratio 4
+    assert float(grad(big, -1.0, None)) == pytest.approx(-4.0)  # PPO: r * A, its gradient grows with r
+    assert float(grad(big, -1.0, 2.0)) == 0.0  # capped at delta: no gradient
+    assert float(grad(jnp.log(1.5), -1.0, 2.0)) == pytest.approx(-1.5)  # below the cap: unchanged
+
+
+def test_completed_mask_drops_columns_that_never_terminated():
+    rng = np.random.default_rng(8)
+    for _ in range(5):
+        dones = (rng.random((T, B)) < 0.25).astype(np.float32)
+        terminated = dones * (rng.random((T, B)) < 0.5)  # some ends are truncations
+        mask = np.asarray(losses.first_episode_mask(jnp.asarray(dones)))
+        got = np.asarray(losses.completed_mask(jnp.asarray(mask), jnp.asarray(terminated)))
+        for b in range(B):
+            first_end = next((t for t in range(T) if dones[t, b]), None)
+            keep = first_end is not None and terminated[first_end, b] == 1
+            np.testing.assert_array_equal(got[:, b], mask[:, b] * keep)
