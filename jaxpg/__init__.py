@@ -6,20 +6,49 @@
     returns = jaxpg.evaluate(trainer, state, jax.random.key(1), num_episodes=100)
 """
 
-from jaxpg import presets
-from jaxpg.config import Config
-from jaxpg.evaluate import episode_returns, evaluate
-from jaxpg.fit import NonFiniteUpdate, fit
-from jaxpg.grpo import GRPO, GRPOConfig
-from jaxpg.ppo import PPO, PPOConfig
-from jaxpg.reinforce import Reinforce, ReinforceConfig
-from jaxpg.rollout import Transition, rollout
-from jaxpg.trainer import Trainer, TrainState
+import importlib
+import sys
+import types
 
-ALGORITHMS = {"reinforce": Reinforce, "ppo": PPO, "grpo": GRPO}
+# Names load on first use (PEP 562): importing jaxpg starts no JAX backend, so a multi-process job
+# can still be joined after it (`jaxpg.cli`), and `jaxpg --help` answers at once.
+_EXPORTS = {
+    "Config": "jaxpg.config", "episode_returns": "jaxpg.evaluate", "evaluate": "jaxpg.evaluate",
+    "NonFiniteUpdate": "jaxpg.fit", "fit": "jaxpg.fit", "GRPO": "jaxpg.grpo", "GRPOConfig": "jaxpg.grpo",
+    "PPO": "jaxpg.ppo", "PPOConfig": "jaxpg.ppo", "Reinforce": "jaxpg.reinforce",
+    "ReinforceConfig": "jaxpg.reinforce", "Transition": "jaxpg.rollout", "rollout": "jaxpg.rollout",
+    "Trainer": "jaxpg.trainer", "TrainState": "jaxpg.trainer", "sweep": "jaxpg.sweep",
+}
 
 
-def make_trainer(algo: str, env, env_params, preset=None, **options) -> Trainer:
+# Functions named like their modules: `import jaxpg.fit` binds the module to the package's name
+# `fit`, and the function of that name must stay what `jaxpg.fit` means.
+_SHADOWED = ("evaluate", "fit", "rollout", "sweep")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name):
+    if name == "ALGORITHMS":
+        return {"reinforce": __getattr__("Reinforce"), "ppo": __getattr__("PPO"), "grpo": __getattr__("GRPO")}
+    if name == "presets":
+        return importlib.import_module("jaxpg.presets")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxpg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def make_trainer(algo: str, env, env_params, preset=None, **options) -> "Trainer":  # noqa: F821
     """Builds the trainer for `algo` (one of `ALGORITHMS`) on a gymnax environment.
 
     `options` are the algorithm's settings and hyperparameters, declared in its `Config`
@@ -27,13 +56,16 @@ def make_trainer(algo: str, env, env_params, preset=None, **options) -> Trainer:
     `"CartPole-v1"` or `"LQR-v0-3x2"`, or a `jaxpg.presets.Preset`) starts from tuned settings,
     which `options` override. Every option is checked here, before anything compiles.
     """
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algo](env, env_params, **presets.apply(algo, preset, options))
+    algorithms = __getattr__("ALGORITHMS")
+    if algo not in algorithms:
+        raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(algorithms)}")
+    from jaxpg import presets
+
+    return algorithms[algo](env, env_params, **presets.apply(algo, preset, options))
 
 
 __all__ = [
     "ALGORITHMS", "GRPO", "PPO", "Config", "GRPOConfig", "PPOConfig", "Reinforce", "ReinforceConfig", "Trainer",
     "TrainState", "Transition", "NonFiniteUpdate", "episode_returns", "evaluate", "fit", "make_trainer", "presets",
-    "rollout",
+    "rollout", "sweep",
 ]

@@ -55,14 +55,19 @@ class Checkpoints:
         self.manager.reload()
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, like, impl):
+    def restore_latest(self, like, impl, shardings=None):
         """`(step, state, record)` of the newest checkpoint that restores, or None if none does.
 
         Args:
           like: a `TrainState` of the right structure and shapes (e.g. from `jax.eval_shape`).
           impl: the PRNG implementation of its keys (`jax.random.key_impl(keys)`).
+          shardings: optional shardings of `like`'s leaves (`jaxpg.sharding.Layout`), which the
+            restored arrays are placed on; default the first device.
         """
         abstract = jax.eval_shape(keys_to_data, like)
+        if shardings is not None:
+            abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                    abstract, shardings)
         for step in reversed(self.steps()):
             try:
                 restored = self.manager.restore(

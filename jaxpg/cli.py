@@ -1,333 +1,46 @@
-"""`jaxpg train ENV --algo ppo --seeds 8 --set lr=3e-4 --out runs/NAME`, and `resume`, `eval`, `plot`.
+"""`jaxpg`: the command line (`jaxpg train ENV ...`, `resume`, `eval`, `plot`; `jaxpg.commands`).
 
-`train` uses the preset of the (env, algo) pair unless told `--no-preset`, runs the seeds as one
-vmapped program in host-driven chunks (`jaxpg.fit`), and writes metrics as it goes, checkpoints,
-a summary, a learning curve and the environment's exact references where it has them.
+A multi-process job (`--coordinator HOST:PORT --num-processes N --process-id I`) must be joined
+before anything starts a JAX backend, and importing gymnax does (it builds arrays at import), so
+this entry point joins it first and only then imports the commands.
 """
 
 import argparse
-import ast
-import json
-import os
 import sys
-import time
 
 import jax
-import numpy as np
-
-import envs
-import jaxpg
-from jaxpg import compile_cache, presets, results
-from jaxpg.checkpoint import Checkpoints
-from jaxpg.references import references, score_policies
-
-RUN_FILE = "run.json"
 
 
-def parse_assignment(text: str):
-    """`key=value` -> (key, value); the value is a Python literal if it parses as one."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key.strip(), value
-
-
-def _add_run_options(parser):
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.add_argument("--no-compile-cache", action="store_true",
-                        help=f"do not use JAX's persistent compilation cache (default folder: "
-                             f"${compile_cache.ENV_VAR} or ~/.cache/jaxpg/xla)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxpg", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train seeds in one vmapped program")
-    train.add_argument("env", nargs="?", help=f"environment id: {', '.join(envs.ENV_IDS)} or any gymnax id")
-    train.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
-    train.add_argument("--help-algo", metavar="ALGO", help="list ALGO's every option (default, range, doc) and exit")
-    train.add_argument("--seeds", type=int, default=4, help="runs trained together (vmapped)")
-    train.add_argument("--seed", type=int, default=0, help="base PRNG seed")
-    train.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
-                       metavar="KEY=VALUE", help="trainer option, e.g. lr=3e-4 or hidden_sizes=(32,32)")
-    train.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment,
-                       default=[], metavar="KEY=VALUE", help="environment option for envs.make")
-    train.add_argument("--preset", default=None, help="preset name (default: the one for ENV and ALGO)")
-    train.add_argument("--no-preset", action="store_true", help="the algorithm's own defaults, no preset")
-    train.add_argument("--eval-episodes", type=int, default=100)
-    train.add_argument("--out", default=None, help="output folder (default runs/ENV-ALGO)")
-    train.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                       help="checkpoint every N iterations (the final state is always saved)")
-    train.add_argument("--chunk-size", type=int, default=None, metavar="N", help="iterations per compiled call")
-    train.add_argument("--metrics-every", type=int, default=1, metavar="K", help="keep every K-th iteration's metrics")
-    train.add_argument("--on-nonfinite", default="skip", choices=("skip", "stop"),
-                       help="skip (and flag) a NaN/inf update, or stop the run there keeping the state before it")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard event files (jaxpg[tensorboard])")
-    train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases, offline (jaxpg[wandb])")
-    _add_run_options(train)
-    resume = commands.add_parser("resume", help="continue a run from its latest complete checkpoint")
-    resume.add_argument("dir")
-    resume.add_argument("--override", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
-                        help="change a trainer option on resume, e.g. total_timesteps=2000000")
-    _add_run_options(resume)
-    evaluate = commands.add_parser("eval", help="evaluate a run's latest checkpoint")
-    evaluate.add_argument("dir")
-    evaluate.add_argument("--episodes", type=int, default=100)
-    plot = commands.add_parser("plot", help="overlay the learning curves of runs")
-    plot.add_argument("dirs", nargs="+")
-    plot.add_argument("--out", required=True, help="PNG file to write")
-    return parser
-
-
-def help_algo(algo: str) -> int:
-    if algo not in jaxpg.ALGORITHMS:
-        raise ValueError(f"--help-algo {algo!r} is unknown; accepted: {', '.join(jaxpg.ALGORITHMS)}")
-    print(f"Options of {algo} (set with --set KEY=VALUE; traced hyperparameters also sweep):\n")
-    print(jaxpg.ALGORITHMS[algo].Config.table())
-    names = sorted({p.name for p in presets.PRESETS.values() if p.algo == algo})
-    print(f"\nPresets for {algo}: {', '.join(names)}")
-    return 0
-
-
-def build_run(spec: dict):
-    """`(trainer, preset)` from a run's spec (what run.json holds)."""
-    env, env_params = envs.make(spec["env"], **spec["env_options"])
-    preset = presets.get(spec["preset"], spec["algo"]) if spec["preset"] else None
-    trainer = jaxpg.make_trainer(spec["algo"], env, env_params, preset=preset, **spec["options"])
-    return trainer, preset
-
-
-def holds_run(folder: str) -> bool:
-    checkpoints = os.path.join(folder, "checkpoints")
-    return os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
-
-
-def fresh_folder(base: str) -> str:
-    """`base`, or `base-2`, `base-3`, ... : the first that holds no run (the default --out)."""
-    folder, number = base, 1
-    while holds_run(folder):
-        number += 1
-        folder = f"{base}-{number}"
-    return folder
-
-
-def train_command(args) -> int:
-    if args.help_algo:
-        return help_algo(args.help_algo)
-    if not args.env:
-        raise ValueError("train needs an environment id, e.g. jaxpg train CartPole-v1")
-    if args.seeds < 1:
-        raise ValueError(f"--seeds={args.seeds} must be a positive integer")
-    env_options = dict(args.env_options)
-    if args.no_preset:
-        preset = None
-    elif args.preset:
-        preset = presets.get(args.preset, args.algo)
-    else:
-        preset = presets.find(args.env, args.algo, env_options)
-    spec = {
-        "env": args.env, "env_options": env_options, "algo": args.algo, "preset": preset.name if preset else None,
-        "options": dict(args.options), "seeds": args.seeds, "base_seed": args.seed,
-        "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every,
-        "chunk_size": args.chunk_size, "metrics_every": args.metrics_every, "on_nonfinite": args.on_nonfinite,
-        "tensorboard": args.tensorboard, "wandb": args.wandb,
-    }
-    trainer, preset = build_run(spec)  # every option is checked here, before anything is written
-    out = args.out or fresh_folder(os.path.join("runs", f"{args.env}-{args.algo}"))
-    if holds_run(out):
-        raise ValueError(f"{out} already holds a run; continue it with `jaxpg resume {out}`, or pass another --out")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, RUN_FILE), "w") as f:
-        json.dump(spec, f, indent=2, default=str)
-    print(f"jaxpg: preset {preset.describe()}" if preset else
-          f"jaxpg: no preset for {args.algo} on {args.env}{' (--no-preset)' if args.no_preset else ''}; "
-          "the algorithm's defaults")
-    return run(trainer, spec, out, args, resume=False, allow_changes=())
-
-
-def resume_command(args) -> int:
-    path = os.path.join(args.dir, RUN_FILE)
-    if not os.path.exists(path):
-        raise ValueError(f"{args.dir} holds no {RUN_FILE}: it is not a jaxpg run directory")
-    spec = json.load(open(path))
-    overrides = dict(args.override)
-    spec["options"] = {**spec["options"], **overrides}
-    trainer, _ = build_run(spec)
-    with open(path, "w") as f:
-        json.dump(spec, f, indent=2, default=str)
-    return run(trainer, spec, args.dir, args, resume=True, allow_changes=tuple(overrides))
-
-
-def run(trainer, spec: dict, out: str, args, resume: bool, allow_changes) -> int:
-    cache_dir = None if args.no_compile_cache else compile_cache.enable()
-    steps = trainer.total_iterations * trainer.steps_per_iteration
-    print(
-        f"jaxpg: {spec['algo']} on {spec['env']}, {spec['seeds']} seed(s) x {steps:,} env steps "
-        f"({trainer.total_iterations} iterations) on {results.device_description()}"
-    )
-    sinks = []
-    if spec.get("tensorboard") or spec.get("wandb"):
-        from jaxpg import sinks as backends  # optional backends load only when asked for
-
-        sinks += [backends.TensorBoard(out)] if spec.get("tensorboard") else []
-        sinks += [backends.WandB(out)] if spec.get("wandb") else []
-    keys = jax.random.split(jax.random.key(spec["base_seed"]), spec["seeds"])
-    record = {"env": spec["env"], "env_options": spec["env_options"], "algo": spec["algo"],
-              "preset": spec["preset"], "name": os.path.basename(os.path.abspath(out)), "versions": results.versions()}
-    started = time.perf_counter()
-    try:
-        state, metrics = jaxpg.fit(
-            trainer, keys, out=out, chunk_size=spec["chunk_size"], metrics_every=spec["metrics_every"],
-            checkpoint_every=spec["checkpoint_every"], resume=resume, allow_changes=allow_changes,
-            on_nonfinite=spec["on_nonfinite"], progress=not args.no_progress, sinks=sinks, record=record,
-        )
-    except jaxpg.NonFiniteUpdate as stop:
-        print(f"jaxpg: {stop}. Metrics up to there are in {out}/metrics.csv.", file=sys.stderr)
-        return 3
-    report = dict(jaxpg.fit.last_report, wall_seconds=time.perf_counter() - started, compile_cache_dir=cache_dir)
-    finish(trainer, spec, out, state, metrics, report)
-    return 0
-
-
-def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int):
-    """Per-seed evaluation returns `(R, episodes)` and the references of the environment."""
-    eval_keys = jax.random.split(jax.random.key(seed + 1), num_runs)
-    returns = np.asarray(
-        jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, episodes)))(state, eval_keys)
-    )
-    found = references(trainer.env, trainer.env_params)
-    per_seed = []
-    for i in range(num_runs):
-        one = jax.tree.map(lambda x, i=i: x[i], state)
-        act = lambda obs, one=one: trainer.act(one, obs, deterministic=True)
-        per_seed.append(references(trainer.env, trainer.env_params, act)["values"])
-    reference_returns = score_policies(trainer.env, trainer.env_params, found["policies"], eval_keys, episodes)
-    return returns, found["values"], per_seed, reference_returns
-
-
-def finish(trainer, spec, out, state, metrics, report) -> None:
-    """Evaluation, references, summary, learning curve, and the table printed at the end."""
-    num_runs = spec["seeds"]
-    returns, values, per_seed, reference_returns = evaluate_runs(
-        trainer, state, num_runs, spec["base_seed"], spec["eval_episodes"]
-    )
-    eval_per_seed = returns.mean(axis=1)
-    results.plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics, f"{spec['algo']} on {spec['env']}")
-    nonfinite = np.argwhere(metrics["nonfinite"])
-    run_steps = trainer.total_iterations * trainer.steps_per_iteration * num_runs
-    gains = [v.get("gain_relative_error") for v in per_seed]
-    summary = {
-        **{k: spec[k] for k in ("env", "env_options", "algo", "preset", "seeds", "base_seed", "eval_episodes")},
-        "config": trainer.config.as_dict(),
-        "hparams": {k: float(v) for k, v in trainer.resolve_hparams(None).items()},
-        "total_iterations": trainer.total_iterations,
-        "env_steps_per_seed": trainer.total_iterations * trainer.steps_per_iteration,
-        "device": results.device_description(),
-        "versions": results.versions(),
-        **report,
-        "env_steps_per_second": run_steps / max(report["run_seconds"], 1e-9),
-        "eval_return_per_seed": eval_per_seed.tolist(),
-        "eval_return_mean": float(eval_per_seed.mean()),
-        "eval_return_std": float(eval_per_seed.std()),
-        "references": values,
-        "reference_policy_returns": reference_returns,
-        "per_seed_references": per_seed,
-        "final_train_return_per_seed": np.asarray(metrics["episode_return"])[:, -1].tolist(),
-        "nonfinite_updates": [list(map(int, i)) for i in nonfinite],
-    }
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-
-    has_gain = all(g is not None for g in gains)
-    print()
-    header = f"| seed | final training return | evaluation return (mean of {spec['eval_episodes']} episodes) |"
-    print(header + (" gain error vs K* |" if has_gain else ""))
-    print("|---:|---:|---:|" + ("---:|" if has_gain else ""))
-    for seed in range(num_runs):
-        row = f"| {seed} | {summary['final_train_return_per_seed'][seed]:.4g} | {eval_per_seed[seed]:.4g} |"
-        print(row + (f" {100 * gains[seed]:.2f}% |" if has_gain else ""))
-    print()
-    for name, value in values.items():
-        print(f"Reference {name}: {np.round(np.asarray(value), 4).tolist()}")
-    for name, value in reference_returns.items():
-        print(f"Reference policy {name!r}: evaluation return {value:.4g} on the same episodes")
-    if has_gain:
-        within = sum(g < 0.01 for g in gains)
-        print(f"Learned gain within 1% of K* on {within} of {num_runs} seeds (worst {100 * max(gains):.2f}%).")
-    cache = ("served by the compile cache" if report["compile_cache_hits"] and not report["compile_cache_misses"]
-             else "compiled")
-    print(
-        f"Evaluation return {eval_per_seed.mean():.4g} +- {eval_per_seed.std():.3g} over {num_runs} seed(s). "
-        f"Trained in {report['run_seconds']:.1f} s ({summary['env_steps_per_second']:,.0f} env steps/s) "
-        f"after {report['compile_seconds']:.1f} s of compilation ({cache})."
-    )
-    if len(nonfinite):
-        print(
-            f"WARNING: {len(nonfinite)} update(s) produced NaN/inf and were skipped; the first at "
-            f"seed {nonfinite[0][0]}, iteration {nonfinite[0][1]}. Everything else was kept."
-        )
-    print(f"Wrote metrics.npz, metrics.csv, summary.json, learning_curve.png and checkpoints/ to {out}/")
-
-
-def restore_run(directory: str):
-    """`(trainer, spec, state)` from a run directory's latest complete checkpoint."""
-    path = os.path.join(directory, RUN_FILE)
-    if not os.path.exists(path):
-        raise ValueError(f"{directory} holds no {RUN_FILE}: it is not a jaxpg run directory")
-    spec = json.load(open(path))
-    trainer, _ = build_run(spec)
-    keys = jax.random.split(jax.random.key(spec["base_seed"]), spec["seeds"])
-    like = jax.eval_shape(jax.vmap(trainer.init), keys)
-    checkpoints = Checkpoints(directory)
-    restored = checkpoints.restore_latest(like, jax.random.key_impl(keys))
-    checkpoints.close()
-    if restored is None:
-        raise ValueError(f"{directory} holds no checkpoint that restores")
-    return trainer, spec, restored[1], restored[0]
-
-
-def eval_command(args) -> int:
-    trainer, spec, state, step = restore_run(args.dir)
-    returns, values, per_seed, reference_returns = evaluate_runs(
-        trainer, state, spec["seeds"], spec["base_seed"], args.episodes
-    )
-    print(f"{args.dir}: checkpoint at iteration {step}, {args.episodes} episodes per seed")
-    for seed, value in enumerate(returns.mean(axis=1)):
-        gain = per_seed[seed].get("gain_relative_error")
-        gain_text = f", gain error {100 * gain:.2f}%" if gain is not None else ""
-        print(f"seed {seed}: evaluation return {value:.4g}{gain_text}")
-    for name, value in reference_returns.items():
-        print(f"reference policy {name!r}: {value:.4g}")
-    print(f"mean {returns.mean(axis=1).mean():.4g} +- {returns.mean(axis=1).std():.3g}")
-    return 0
-
-
-def plot_command(args) -> int:
-    runs = []
-    for directory in args.dirs:
-        path = os.path.join(directory, "metrics.npz")
-        if not os.path.exists(path):
-            raise ValueError(f"{directory} holds no metrics.npz (is the run finished?)")
-        runs.append((directory, dict(np.load(path))))
-    results.plot_runs(args.out, runs)
-    print(f"Wrote {args.out} ({len(runs)} run(s))")
-    return 0
-
-
-COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_command, "plot": plot_command}
+def join_job(argv) -> None:
+    """`jax.distributed.initialize` from `--coordinator`, `--num-processes` and `--process-id`
+    when they are given (all three, or none); CPU processes exchange data through gloo."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--coordinator")
+    parser.add_argument("--num-processes", type=int)
+    parser.add_argument("--process-id", type=int)
+    args, _ = parser.parse_known_args(argv)
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if not any(given):
+        return
+    if not all(given):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (one job, N processes)")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id={args.process_id} must be in [0, {args.num_processes}) and "
+                         f"--num-processes={args.num_processes} at least 1")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(args.coordinator, num_processes=args.num_processes, process_id=args.process_id)
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return COMMANDS[args.command](args)
+        join_job(argv)
     except ValueError as error:
         print(f"jaxpg: error: {error}", file=sys.stderr)
         return 2
+    from jaxpg import commands
+
+    return commands.main(argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from jaxpg import metrics_files
 from jaxpg.checkpoint import Checkpoints
 from jaxpg.compile_cache import CacheHits
+from jaxpg.sharding import Layout, host_copy, is_main_process, put_keys
 from jaxpg.trainer import warn_nonfinite
 
 ON_NONFINITE = ("skip", "stop")
@@ -94,7 +95,7 @@ def _run_hparams(trainer, hparams, num_runs):
 def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, chunk_size: int | None = None,
         metrics_every: int = 1, checkpoint_every: int | None = None, keep_checkpoints: int = 3,
         resume: bool = False, allow_changes=(), on_nonfinite: str = "skip", progress: bool = True,
-        sinks=(), record: dict | None = None):
+        sinks=(), record: dict | None = None, shard: str = "runs", devices=None):
     """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
 
     Args:
@@ -116,11 +117,19 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       progress: show a progress bar (iteration, env steps/s, latest return, ETA).
       sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.sinks`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
+      shard: `"runs"` lays the runs over the devices (bit for bit what one device computes; a
+        run count the device count does not divide is padded and the padding dropped), `"envs"`
+        splits every run's environments over them (`jaxpg.sharding` says why that matches one
+        device only to float rounding).
+      devices: the devices to use; default every device of every process (`jax.devices()`).
+        On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
+        process 0 writes the metrics files and feeds the sinks.
 
     Returns:
-      `(state, metrics)`: the final batched `TrainState` and the kept metrics as host arrays
-      `(R, rows)`, `metrics["iteration"]` saying which iterations they are. `fit.last_report`
-      holds compile and run seconds and the compile cache's hits.
+      `(state, metrics)`: the final batched `TrainState` (global arrays on the layout's devices;
+      host arrays when runs were padded) and the kept metrics as host arrays `(R, rows)`,
+      `metrics["iteration"]` saying which iterations they are. `fit.last_report` holds compile
+      and run seconds, the compile cache's hits and the layout used.
     """
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite={on_nonfinite!r} is unknown; accepted: {', '.join(ON_NONFINITE)}")
@@ -139,45 +148,64 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     chunk_size = chunk_size or choose_chunk_size(total, checkpoint_every)
     if checkpoint_every and checkpoint_every % chunk_size:
         raise ValueError(f"chunk_size={chunk_size} must divide checkpoint_every={checkpoint_every}")
+    layout = Layout.make(shard, num_runs, getattr(trainer.config, "num_envs", None), devices)
+    main = is_main_process()
 
-    init = jax.jit(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)))
+    # Inputs enter as global arrays, padded to the layout's run count.
+    placed_keys = put_keys(jax.random.wrap_key_data(layout.pad(jax.random.key_data(keys), 0),
+                                                    impl=jax.random.key_impl(keys)), layout.per_run())
+    placed_hparams = {k: layout.put(layout.pad(v, hparam_axes[k]), hparam_axes[k]) for k, v in run_hparams.items()}
+    placed_env_params = layout.put(layout.pad(env_params, env_axis), env_axis)
+    vmapped_init = jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis))
+    like = jax.eval_shape(vmapped_init, placed_keys, placed_hparams, placed_env_params)
+    state_shardings = layout.state_shardings(like)
+    init = jax.jit(layout.per_device(vmapped_init, (0, hparam_axes, env_axis)), out_shardings=state_shardings)
     # Compiled programs are kept on the trainer, so calling fit again (a benchmark, a notebook)
-    # compiles nothing: keyed by what shapes the program.
-    signature = (num_runs, env_axis, tuple(sorted(hparam_axes.items())),
+    # compiles nothing: keyed by what shapes the program and where it runs.
+    signature = (num_runs, env_axis, tuple(sorted(hparam_axes.items())), layout.mode,
+                 tuple(d.id for d in layout.mesh.devices.flat),
                  str(jax.tree.map(lambda x: (np.shape(x), str(getattr(x, "dtype", type(x)))), env_params)))
     programs = trainer.__dict__.setdefault("_fit_programs", {}).setdefault(signature, {})
 
     def chunk_program(n):
-        return jax.jit(jax.vmap(lambda s, p: trainer._iterate(s, p, n), in_axes=(0, env_axis)))
+        body = jax.vmap(lambda s, p: trainer._iterate(s, p, n), in_axes=(0, env_axis))
+        return jax.jit(layout.per_device(body, (0, env_axis)), out_shardings=(state_shardings, layout.per_run()))
 
     cache = CacheHits.get()
     hits_before = cache.snapshot()
     started = time.perf_counter()
-    like = jax.eval_shape(init, keys, run_hparams, env_params)
     config_record = _json(trainer.config.as_dict())
     hparams_record = _json({k: np.broadcast_to(v, (num_runs,)).tolist() for k, v in run_hparams.items()})
     checkpoints = Checkpoints(out, keep_checkpoints) if out is not None else None
-    writer = metrics_files.MetricsWriter(out, num_runs) if out is not None else None
+    # Process 0 writes the metrics files; the others keep the (identical, gathered) rows in memory.
+    writer = metrics_files.MetricsWriter(out, num_runs) if out is not None and main else None
     restored = None
     if checkpoints is not None:
         if resume:
-            restored = checkpoints.restore_latest(like, jax.random.key_impl(keys))
+            restored = checkpoints.restore_latest(like, jax.random.key_impl(keys), state_shardings)
+            if restored is None and checkpoints.steps():
+                raise ValueError(
+                    f"none of the checkpoints in {checkpoints.directory} restores for this run (see the warnings); "
+                    f"nothing was overwritten. The checkpoints hold {layout.padded_runs} runs only if the run "
+                    f"count padded to the device count is the same as when they were written"
+                )
         elif checkpoints.steps():
             raise ValueError(f"{out} already holds checkpoints; pass resume=True to continue it, or another out")
     if restored is not None:
         done, state, saved = restored
         _check_same_run(saved, config_record, hparams_record, keys, allow_changes)
-        writer.truncate(saved["metrics_position"])
+        if writer is not None:
+            writer.truncate(saved["metrics_position"])
         if saved.get("chunk_size"):
             chunk_size = saved["chunk_size"]
         compile_init = 0.0
     else:
         done = 0
         if "init" not in programs:
-            programs["init"] = init.lower(keys, run_hparams, env_params).compile()
+            programs["init"] = init.lower(placed_keys, placed_hparams, placed_env_params).compile()
         compiled = programs["init"]
         compile_init = time.perf_counter() - started
-        state = compiled(keys, run_hparams, env_params)
+        state = compiled(placed_keys, placed_hparams, placed_env_params)
         if writer is not None:
             metrics_files.remove(out)  # a fresh run starts its files afresh
             writer = metrics_files.MetricsWriter(out, num_runs)
@@ -187,41 +215,45 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         "hparams_per_run": [{k: v[i] for k, v in hparams_record.items()} for i in range(num_runs)],
         "initial_keys": np.asarray(jax.random.key_data(keys)).tolist(), "chunk_size": chunk_size,
         "metrics_every": metrics_every, "total_iterations": total,
+        "shard": layout.mode, "num_devices": layout.num_devices, "padded_runs": layout.padded_runs,
     }
+    sinks = sinks if main else ()
     for sink in sinks:
         sink.open(base_record)
 
     def save(step, state):
-        checkpoints.save(step, state, {**base_record, "iteration": step, "metrics_position": writer.position()})
+        position = writer.position() if writer is not None else None
+        checkpoints.save(step, state, {**base_record, "iteration": step, "metrics_position": position})
 
     compile_chunks, in_memory = 0.0, []
-    bar = tqdm(total=total, initial=done, unit="it", desc=f"{trainer.algo} x {num_runs}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=done, unit="it", desc=f"{trainer.algo} x {num_runs}",
+               dynamic_ncols=True, disable=not (progress and main))
     run_started, steps_at_start = time.perf_counter(), done
     try:
         while done < total:
             n = min(chunk_size, total - done)
             if n not in programs:
                 t0 = time.perf_counter()
-                programs[n] = chunk_program(n).lower(state, env_params).compile()
+                programs[n] = chunk_program(n).lower(state, placed_env_params).compile()
                 compile_chunks += time.perf_counter() - t0
                 run_started += time.perf_counter() - t0
             start_state = state
-            state, metrics = programs[n](state, env_params)
-            chunk = jax.device_get(metrics)
+            state, metrics = programs[n](state, placed_env_params)
+            chunk = {k: np.asarray(v)[:num_runs] for k, v in host_copy(metrics).items()}
             iterations = np.arange(done, done + n)
             chunk["iteration"] = np.broadcast_to(iterations, (num_runs, n)).astype(np.int32)
             bad = np.argwhere(np.asarray(chunk["nonfinite"]))
             if on_nonfinite == "stop" and len(bad):
                 run, offset = bad[np.argmin(bad[:, 1])]
-                state = start_state if offset == 0 else chunk_program(int(offset))(start_state, env_params)[0]
+                state = start_state if offset == 0 else chunk_program(int(offset))(start_state, placed_env_params)[0]
                 chunk = {k: v[:, :offset] for k, v in chunk.items()}
                 _emit(chunk, iterations[:offset], metrics_every, total, writer, sinks, in_memory)
                 where = None
                 if checkpoints is not None:
                     save(done + int(offset), state)
                     where = os.path.join(checkpoints.directory, str(done + int(offset)))
-                raise NonFiniteUpdate(int(run), done + int(offset), state, _collect(writer, out, in_memory), where)
+                raise NonFiniteUpdate(int(run), done + int(offset), layout.unpad(state),
+                                      _collect(writer, out, in_memory), where)
             _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory)
             done += n
             latest = np.asarray(chunk["episode_return"])[:, -1]
@@ -251,8 +283,9 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         "compile_seconds": compile_init + compile_chunks, "run_seconds": run_seconds,
         "chunk_size": chunk_size, "resumed_from": restored[0] if restored is not None else None,
         "compile_cache_hits": hits_after[0] - hits_before[0], "compile_cache_misses": hits_after[1] - hits_before[1],
+        "shard": layout.mode, "num_devices": layout.num_devices, "padded_runs": layout.padded_runs,
     }
-    return state, metrics
+    return layout.unpad(state), metrics
 
 
 fit.last_report = {}

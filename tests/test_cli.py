@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from jaxpg.checkpoint import keys_to_data
-from jaxpg.cli import main, restore_run
+from jaxpg.cli import main
+from jaxpg.commands import restore_run
 
 TINY_REINFORCE = ["--set", "num_envs=4", "--set", "total_timesteps=6000", "--set", "hidden_sizes=(16,)",
                   "--set", "lr=3e-3", "--set", "num_steps=500"]
