@@ -1,0 +1,87 @@
+"""Checks of `jaxpg.fit` on 8 fake CPU devices, run by tests/test_sharding.py in a subprocess (so the
+rest of the suite keeps one device). Prints one JSON line of findings."""
+
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import envs  # noqa: E402
+import jaxpg  # noqa: E402
+from jaxpg.checkpoint import keys_to_data  # noqa: E402
+
+env, env_params = envs.make("CartPole-v1")
+# A constant learning rate: the half-length run below must take the same updates as the whole one.
+small = dict(num_envs=8, num_steps=16, num_minibatches=2, update_epochs=2, lr_schedule="constant")
+trainer = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=8 * 16 * 8, **small)
+keys = jax.random.split(jax.random.key(0), 8)
+one_device = jax.devices()[:1]
+
+
+def fit(trainer, keys, **kwargs):
+    state, metrics = jaxpg.fit(trainer, keys, progress=False, chunk_size=2, **kwargs)
+    return jax.device_get(keys_to_data(state)), metrics
+
+
+def same_bits(a, b):
+    return all(np.array_equal(x, y, equal_nan=True) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def largest_relative_gap(a, b):
+    gaps = [np.nanmax(np.abs(x - y) / (np.abs(y) + 1e-3)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+            if np.issubdtype(np.asarray(x).dtype, np.floating)]
+    return float(max(gaps))
+
+
+found = {"devices": jax.device_count()}
+on_one, metrics_one = fit(trainer, keys, devices=one_device)
+on_eight, metrics_eight = fit(trainer, keys)
+found["runs_report"] = {k: jaxpg.fit.last_report[k] for k in ("shard", "num_devices", "padded_runs")}
+found["runs_gap_state"] = largest_relative_gap(on_eight, on_one)
+found["runs_gap_metrics"] = largest_relative_gap(metrics_eight, metrics_one)
+found["runs_returns_equal"] = bool(np.array_equal(metrics_eight["episode_return"], metrics_one["episode_return"],
+                                                  equal_nan=True))
+
+# 6 runs on 8 devices: padded to 8, the padding dropped; the same runs as in the 8-run program.
+padded, metrics_padded = fit(trainer, keys[:6])
+found["padded_report"] = {k: jaxpg.fit.last_report[k] for k in ("num_devices", "padded_runs")}
+found["padded_shape"] = list(np.shape(metrics_padded["loss"]))
+found["padded_equal"] = same_bits(padded, jax.tree.map(lambda x: x[:6], on_eight)) and same_bits(
+    metrics_padded, {k: v[:6] for k, v in metrics_eight.items()})
+
+# A sharded run resumed from its checkpoint equals the uninterrupted one.
+with tempfile.TemporaryDirectory() as tmp:
+    whole, whole_metrics = fit(trainer, keys, out=f"{tmp}/whole", checkpoint_every=4)
+    half = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=8 * 16 * 4, **small)
+    fit(half, keys, out=f"{tmp}/resumed", checkpoint_every=4)
+    resumed, resumed_metrics = fit(trainer, keys, out=f"{tmp}/resumed", checkpoint_every=4, resume=True,
+                                   allow_changes=("total_timesteps",))
+    found["resume_from"] = jaxpg.fit.last_report["resumed_from"]
+    found["resume_equal"] = same_bits(whole, resumed) and same_bits(whole_metrics, resumed_metrics)
+
+# One run's environments over the 8 devices.
+by_envs, metrics_envs = fit(trainer, keys[:2], shard="envs")
+found["envs_report"] = {k: jaxpg.fit.last_report[k] for k in ("shard", "num_devices")}
+found["envs_gap_metrics"] = largest_relative_gap({k: v for k, v in metrics_envs.items() if k != "approx_kl"},
+                                                 {k: v[:2] for k, v in metrics_one.items() if k != "approx_kl"})
+try:
+    fit(jaxpg.make_trainer("ppo", env, env_params, total_timesteps=12 * 16 * 2, **{**small, "num_envs": 12}),
+        keys[:1], shard="envs")
+    found["envs_refused"] = None
+except ValueError as error:
+    found["envs_refused"] = str(error)
+
+if "--learn" in sys.argv:
+    # CartPole learned with each run's 64 environments split over the 8 devices.
+    learner = jaxpg.make_trainer("ppo", env, env_params, num_envs=64, num_steps=32, total_timesteps=64 * 32 * 40,
+                                 lr=2.5e-3)
+    state, metrics = jaxpg.fit(learner, jax.random.split(jax.random.key(1), 2), shard="envs", progress=False)
+    found["envs_learned_returns"] = np.asarray(jax.vmap(
+        lambda s, k: jaxpg.evaluate(learner, s, k, 8))(state, jax.random.split(jax.random.key(2), 2))).mean(1).tolist()
+print("FOUND " + json.dumps(found))
