@@ -37,6 +37,17 @@ def parse_assignment(text: str):
         return key.strip(), value
 
 
+def parse_list(text: str):
+    """`name=v1,v2,...` -> (name, [numbers])."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
+    name, values = text.split("=", 1)
+    try:
+        return name.strip(), [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: values must be numbers, got {values!r}") from None
+
+
 def _add_run_options(parser):
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--coordinator", metavar="HOST:PORT",
@@ -85,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate a run's latest checkpoint")
     evaluate.add_argument("dir")
     evaluate.add_argument("--episodes", type=int, default=100)
+    sweep = commands.add_parser("sweep", help="train every setting x seed as one program and rank the settings")
+    sweep.add_argument("env", help="environment id")
+    sweep.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
+    sweep.add_argument("--grid", action="append", type=parse_list, default=[], metavar="NAME=V1,V2,...",
+                       help="values of a traced hyperparameter; settings are the product of every --grid")
+    sweep.add_argument("--random", action="append", type=parse_assignment, default=[], metavar="NAME=DIST",
+                       help="a hyperparameter drawn per trial: uniform:LO:HI, loguniform:LO:HI or choice:A:B")
+    sweep.add_argument("--trials", type=int, default=0, help="settings drawn for --random")
+    sweep.add_argument("--env-grid", action="append", type=parse_list, default=[], metavar="FIELD=V1,V2,...",
+                       help="values of an environment parameter (e.g. gamma=0.9,0.99)")
+    sweep.add_argument("--seeds", type=int, default=4, help="seeds per setting (the same seeds for every setting)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
+                       metavar="KEY=VALUE", help="a trainer option fixed across the sweep")
+    sweep.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment, default=[],
+                       metavar="KEY=VALUE", help="environment option for envs.make")
+    sweep.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
+    sweep.add_argument("--threshold", type=float, default=None, help="training return for steps-to-threshold")
+    sweep.add_argument("--eval-episodes", type=int, default=20)
+    sweep.add_argument("--out", default=None, help="output folder (default runs/sweep-ENV-ALGO)")
+    sweep.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
+    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its checkpoint")
+    sweep.add_argument("--shard", default="runs", choices=SHARD_MODES)
+    _add_run_options(sweep)
     plot = commands.add_parser("plot", help="overlay the learning curves of runs")
     plot.add_argument("dirs", nargs="+")
     plot.add_argument("--out", required=True, help="PNG file to write")
@@ -331,6 +366,31 @@ def eval_command(args) -> int:
     return 0
 
 
+def sweep_command(args) -> int:
+    from jaxpg.sweep import sweep
+
+    cache_dir = None if args.no_compile_cache else compile_cache.enable()
+    out = args.out or fresh_folder(os.path.join("runs", f"sweep-{args.env}-{args.algo}"))
+    os.makedirs(out, exist_ok=True)
+    rows = sweep(
+        args.env, args.algo, grid=dict(args.grid), random=dict(args.random), trials=args.trials,
+        env_grid=dict(args.env_grid), seeds=args.seeds, seed=args.seed, env_options=dict(args.env_options),
+        options=dict(args.options), preset=None if args.no_preset else "auto", threshold=args.threshold,
+        eval_episodes=args.eval_episodes, out=out, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        shard=args.shard, progress=not args.no_progress,
+    )
+    if is_main_process():
+        print(open(os.path.join(out, "sweep.md")).read())
+        best = rows[0]
+        names = [n for n, _ in [*args.grid, *args.random, *args.env_grid]]
+        setting = ", ".join(f"{n}={best[n]:.4g}" for n in dict.fromkeys(names))
+        print(f"Best setting: {setting}: evaluation return {best['eval_mean']:.4g} +- {best['eval_ci95']:.3g} "
+              f"(95% interval over {args.seeds} seeds).")
+        print(f"Wrote sweep.csv, sweep.md, sweep.png, metrics and checkpoints to {out}/"
+              + (f" (compile cache: {cache_dir})" if cache_dir else ""))
+    return 0
+
+
 def plot_command(args) -> int:
     runs = []
     for directory in args.dirs:
@@ -343,7 +403,8 @@ def plot_command(args) -> int:
     return 0
 
 
-COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_command, "plot": plot_command}
+COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_command, "plot": plot_command,
+            "sweep": sweep_command}
 
 
 def main(argv=None) -> int:

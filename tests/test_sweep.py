@@ -1,0 +1,74 @@
+"""`jaxpg.sweep` and `jaxpg sweep`: every setting x seed in one program, ranked."""
+
+import csv
+
+import jax
+import numpy as np
+import pytest
+
+import envs
+import jaxpg
+from jaxpg.cli import main
+from jaxpg.sweep import draw_settings, parse_distribution
+
+OPTIONS = dict(num_envs=8, num_steps=16, total_timesteps=8 * 16 * 6, lr_schedule="constant")
+
+
+def test_sweep_rows_equal_the_settings_trained_one_by_one(tmp_path):
+    grid = {"lr": [1e-3, 3e-3, 1e-2], "ent_coef": [0.0, 0.01]}
+    rows = jaxpg.sweep("CartPole-v1", "ppo", grid=grid, seeds=2, options=OPTIONS, preset=None, out=str(tmp_path),
+                       progress=False, eval_episodes=4, threshold=30.0)
+    assert len(rows) == 6 and [r["rank"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    settings = sorted((a, b) for a in grid["lr"] for b in grid["ent_coef"])
+    assert sorted((r["lr"], r["ent_coef"]) for r in rows) == settings
+    means = [r["eval_mean"] for r in rows]
+    assert means == sorted(means, reverse=True)
+    with open(tmp_path / "sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    assert (tmp_path / "sweep.md").read_text().count("\n") == 8 and (tmp_path / "sweep.png").exists()
+
+    env, env_params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, env_params, **OPTIONS)
+    keys = jax.random.split(jax.random.key(0), 2)
+    eval_keys = jax.random.split(jax.random.key(1), 2)
+    for row in rows:
+        hparams = {"lr": np.full(2, row["lr"], np.float32), "ent_coef": np.full(2, row["ent_coef"], np.float32)}
+        state, _ = jaxpg.fit(trainer, keys, hparams, progress=False)
+        alone = np.asarray(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, 4))(state, eval_keys)).mean(axis=1)
+        np.testing.assert_array_equal(np.asarray(row["eval_per_seed"], np.float32), alone.astype(np.float32))
+        interval = 12.706 * np.std(alone, ddof=1) / np.sqrt(2)  # t(0.975, 1 degree of freedom)
+        assert row["eval_ci95"] == pytest.approx(interval, rel=1e-4, abs=1e-6)
+
+
+def test_env_grid_trains_one_setting_per_environment_parameter():
+    rows = jaxpg.sweep("CartPole-v1", "reinforce", env_grid={"length": [0.25, 1.0]},
+                       random={"lr": "loguniform:1e-3:1e-2"}, trials=1, seeds=2,
+                       options=dict(num_envs=4, num_steps=50, total_timesteps=4 * 50 * 2), preset=None,
+                       progress=False, eval_episodes=2)
+    assert sorted(r["length"] for r in rows) == [0.25, 1.0]
+    assert len({r["lr"] for r in rows}) == 1 and 1e-3 <= rows[0]["lr"] <= 1e-2
+
+
+def test_bad_sweeps_are_refused_before_compiling():
+    with pytest.raises(ValueError, match="num_envs.*static setting"):
+        jaxpg.sweep("CartPole-v1", "ppo", grid={"num_envs": [4, 8]})
+    with pytest.raises(ValueError, match="lr"):
+        jaxpg.sweep("CartPole-v1", "ppo", grid={"lr": [-1.0]})
+    with pytest.raises(ValueError, match="not a parameter of this environment.*gravity"):
+        jaxpg.sweep("CartPole-v1", "ppo", env_grid={"gravty": [9.0]})
+    with pytest.raises(ValueError, match="accepted: uniform"):
+        parse_distribution("lr", "normal:0:1")
+    with pytest.raises(ValueError, match="0 < LO"):
+        parse_distribution("lr", "loguniform:0:1")
+    draws = draw_settings({"lr": "loguniform:1e-4:1e-2", "ent_coef": "choice:0:0.01"}, 50, seed=3)
+    assert all(1e-4 <= d["lr"] <= 1e-2 and d["ent_coef"] in (0.0, 0.01) for d in draws)
+    assert draws == draw_settings({"lr": "loguniform:1e-4:1e-2", "ent_coef": "choice:0:0.01"}, 50, seed=3)
+
+
+def test_sweep_command_prints_the_best_setting(tmp_path, capsys):
+    code = main(["sweep", "CartPole-v1", "--algo", "ppo", "--grid", "lr=1e-3,1e-2", "--seeds", "2", "--no-preset",
+                 "--set", "num_envs=8", "--set", "num_steps=16", "--set", "total_timesteps=256", "--eval-episodes",
+                 "2", "--out", str(tmp_path / "s"), "--no-progress", "--no-compile-cache"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "Best setting: lr=" in printed and "| rank | lr |" in printed
+    assert (tmp_path / "s" / "sweep.csv").exists() and (tmp_path / "s" / "checkpoints").exists()
