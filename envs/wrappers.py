@@ -2,13 +2,15 @@
 
 `LearnedReward` replaces an environment's reward with a learned one, for RLHF: any trainer
 optimises the learned reward while the true reward stays in `info["true_reward"]`, so what the
-policy really earns can still be reported.
+policy really earns can still be reported. `TimeLimit` cuts episodes after a number of steps (a
+truncation, as the environment's own limit is).
 """
 
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 from gymnax.wrappers.purerl import GymnaxWrapper
 
@@ -54,3 +56,61 @@ class LearnedReward(GymnaxWrapper):
 
     def get_obs(self, state: LearnedRewardState, *args, **kwargs):
         return state.obs
+
+
+def _select(condition, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
+
+
+@struct.dataclass
+class TimeLimitState:
+    """The wrapped environment's state and the steps its current episode has taken (`()` int32)."""
+
+    env_state: Any
+    steps: jax.Array
+
+
+class TimeLimit(GymnaxWrapper):
+    """Truncates every episode after `max_steps` steps, and auto-resets, as gymnax's `step` does.
+
+    Args:
+      env: a gymnax environment (its `step` returns obs, state, reward, terminated, truncated,
+        info, and auto-resets when either flag is set).
+      max_steps: steps per episode, at least 1. Episodes the environment ends sooner (either
+        flag) end as it says; the count restarts there.
+
+    The step that reaches `max_steps` returns `truncated=True` (terminated is the environment's,
+    unchanged), the next episode's first observation, and `info["final_observation"]`, the
+    observation it reached: what a trainer bootstraps from. `info["truncated"]`, where the
+    environment gives one, matches the returned flag. `env_params` are the wrapped
+    environment's, unchanged.
+    """
+
+    def __init__(self, env, max_steps: int):
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"TimeLimit: max_steps={max_steps!r} must be a positive integer")
+        super().__init__(env)
+        self.max_steps = max_steps
+
+    def reset(self, key, params=None):
+        obs, env_state = self._env.reset(key, params)
+        return obs, TimeLimitState(env_state, jnp.zeros((), jnp.int32))
+
+    def step(self, key, state: TimeLimitState, action, params=None):
+        step_key, reset_key = jax.random.split(key)
+        obs, env_state, reward, terminated, truncated, info = self._env.step(
+            step_key, state.env_state, action, params
+        )
+        steps = state.steps + 1
+        at_limit = steps >= self.max_steps
+        # The environment has already reset after an episode it ended itself.
+        cut = at_limit & ~(terminated | truncated)
+        obs_reset, state_reset = self._env.reset(reset_key, params)
+        obs = _select(cut, obs_reset, obs)
+        env_state = _select(cut, state_reset, env_state)
+        truncated = truncated | at_limit
+        if "truncated" in info:
+            info = {**info, "truncated": truncated}
+        steps = jnp.where(terminated | truncated, 0, steps)
+        return obs, TimeLimitState(env_state, steps), reward, terminated, truncated, info
+

@@ -134,6 +134,10 @@ class Config:
     num_envs: int = setting(16, "parallel environments")
     num_steps: int = setting(128, "environment steps per environment per iteration")
     total_timesteps: int = setting(500_000, "environment steps of the whole run (per seed)")
+    max_episode_steps: int | None = setting(
+        None, "training episodes are truncated after this many steps (None: the env's own limit); PPO "
+        "bootstraps the cut from its value, so its target stays the same", optional=True,
+    )
     hidden_sizes: tuple = setting((64, 64), "hidden layer sizes of the policy and value MLPs", "sizes")
     activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
     policy: str = setting(

@@ -76,7 +76,11 @@ _ALL = [
             num_groups=64, group_size=8, max_steps=100, gamma=1.0, scale_rewards="batch",
             total_timesteps=15_360_000, lr=0.04, lr_schedule="exponential", lr_end=3e-4, init_std=0.2,
             hidden_sizes=(16,), **LINEAR_GAUSSIAN),
+    # 3x2 PPO: training episodes cut at 20 steps. From K = 0 the open-loop chain reaches the state
+    # bound long before the env's 200 steps, where the return is flat in K and PPO stalls; PPO
+    # bootstraps the cut from its value, so its target stays K*.
     _preset("LQR-v0-3x2", "LQR-v0", "ppo", "gain_error", 0.02, env_options={"state_dim": 3, "action_dim": 2},
+            max_episode_steps=20,
             num_envs=64, num_steps=32, total_timesteps=64 * 32 * 600, num_minibatches=4, update_epochs=4,
             gae_lambda=0.9, lr=3e-3, lr_schedule="exponential", lr_end=1e-4, clip_value_loss=False,
             normalize_rewards=True, init_std=0.5, hidden_sizes=(32, 32), **LINEAR_GAUSSIAN),

@@ -16,6 +16,7 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
+from envs.wrappers import TimeLimit
 from jaxpg.config import Config
 from jaxpg.distributions import make_action_head
 from jaxpg.networks import PolicyNetwork, ValueNetwork
@@ -115,6 +116,9 @@ class Trainer:
         """
         config = self.resolve_config(self.Config.from_options(options), env_params)
         self.env, self.env_params = env, env_params
+        # Training rollouts see the cut; `env` itself (evaluation, references) does not. None
+        # leaves the environment unwrapped, so runs without the option are unchanged bit for bit.
+        self.train_env = env if config.max_episode_steps is None else TimeLimit(env, config.max_episode_steps)
         self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
         if config.policy == "linear" and self.head.kind == "categorical":
             raise ValueError(
@@ -269,14 +273,14 @@ class Trainer:
     def collect(self, state: TrainState, env_params, env_state, obs, key, num_steps, group_size=1):
         """`jaxpg.rollout` of `state`'s policy: `((env_state, obs), Transition (T, N, ...))`."""
         return rollout(
-            self.env, env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
+            self.train_env, env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
             key, num_steps, group_size,
         )
 
     def reset_envs(self, key, num_envs, env_params=None):
         """`num_envs` fresh resets: `(obs, env_state)` batched on a leading axis."""
         keys = jax.random.split(key, num_envs)
-        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self._env_params(env_params))
+        return jax.vmap(self.train_env.reset, in_axes=(0, None))(keys, self._env_params(env_params))
 
     def _init_extra(self, key, params, hparams):
         return NoExtra()
