@@ -137,10 +137,20 @@ def help_algo(algo: str) -> int:
 
 
 def build_run(spec: dict):
-    """`(trainer, preset)` from a run's spec (what run.json holds)."""
+    """`(trainer, preset)` from a run's spec (what run.json holds). A preset with an SFT stage
+    (token tasks) fits the policy to demonstrations first, from the run's base seed (so a resume
+    rebuilds the same start), and the trainer starts from it."""
     env, env_params = envs.make(spec["env"], **spec["env_options"])
     preset = presets.get(spec["preset"], spec["algo"]) if spec["preset"] else None
     trainer = jaxpg.make_trainer(spec["algo"], env, env_params, preset=preset, **spec["options"])
+    if preset is not None and preset.sft:
+        from jaxpg.sft import trainer_after_sft
+
+        started = time.perf_counter()
+        trainer, accuracy = trainer_after_sft(spec["algo"], env, env_params, preset, jax.random.key(spec["base_seed"]),
+                                              **spec["options"])
+        say(f"jaxpg: SFT on {preset.sft['num_demonstrations']} demonstrations, {preset.sft['num_updates']} updates "
+            f"({time.perf_counter() - started:.0f} s): greedy exact-match accuracy {accuracy:.3f}")
     return trainer, preset
 
 
@@ -315,6 +325,8 @@ def finish(trainer, spec, out, state, metrics, report) -> None:
         print(f"Reference {name}: {np.round(np.asarray(value), 4).tolist()}")
     for name, value in reference_returns.items():
         print(f"Reference policy {name!r}: evaluation return {value:.4g} on the same episodes")
+    for name in sorted({k for v in per_seed for k, x in v.items() if np.ndim(x) == 0} - {"gain_relative_error"}):
+        print(f"Per seed {name}: {[round(float(v[name]), 4) for v in per_seed]}")
     if has_gain:
         within = sum(g < 0.01 for g in gains)
         print(f"Learned gain within 1% of K* on {within} of {num_runs} seeds (worst {100 * max(gains):.2f}%).")

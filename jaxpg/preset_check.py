@@ -24,7 +24,12 @@ def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64)
       only), compile and train seconds.
     """
     env, env_params = envs.make(preset.env_id, **preset.env_options)
-    trainer = jaxpg.make_trainer(preset.algo, env, env_params, preset=preset)
+    if preset.sft:
+        from jaxpg.sft import trainer_after_sft
+
+        trainer, _ = trainer_after_sft(preset.algo, env, env_params, preset, jax.random.key(seed))
+    else:
+        trainer = jaxpg.make_trainer(preset.algo, env, env_params, preset=preset)
     keys = jax.random.split(jax.random.key(seed), seeds)
     train = jax.jit(jax.vmap(trainer.train))
     started = time.perf_counter()

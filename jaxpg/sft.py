@@ -104,3 +104,17 @@ def exact_match(trainer, policy_params, key, num_episodes: int = 1024, determini
         return head.to_env(raw)
 
     return episode_returns(trainer.env, env_params, policy, key, num_episodes).mean()
+
+
+def trainer_after_sft(algo: str, env, env_params, preset, key, **options):
+    """`(trainer, sft_accuracy)`: the trainer of `preset` (a `jaxpg.presets.Preset` with an `sft`
+    stage) started from a policy fitted to demonstrations with `key`, which also stays its KL
+    reference; `sft_accuracy` is that policy's greedy exact-match accuracy (1,024 fixed prompts).
+    Used by `jaxpg train` and `benchmarks/presets.py`, so both run the same two stages."""
+    import jaxpg
+
+    trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, **options)
+    policy_params, _ = jax.jit(lambda k: fit_demonstrations(k, trainer, **preset.sft))(key)
+    accuracy = float(exact_match(trainer, policy_params, jax.random.key(2024), 1024, deterministic=True))
+    trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, policy_params=policy_params, **options)
+    return trainer, accuracy

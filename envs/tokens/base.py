@@ -234,6 +234,19 @@ class TokenEnv(environment.Environment[EnvState, EnvParams]):
         L = self.max_len(params)
         return spaces.Box(0, max(L, VOCAB_SIZE - 1), (L + 1,), jnp.int32)
 
+    def references(self, params, act=None) -> dict:
+        """jaxpg's reference hook (`jaxpg.references`): with `act` (a deterministic policy
+        `obs (N, L+1) -> tokens`), its exact-match accuracy under greedy decoding on 1,024 fresh
+        prompts (a fixed key, so every policy meets the same prompts), whatever `reward` is."""
+        if act is None:
+            return {"values": {}}
+        from jaxpg.evaluate import episode_returns  # envs does not depend on jaxpg otherwise
+
+        exact = params.replace(reward="exact")
+        returns = episode_returns(self, exact, lambda obs, key: act(obs), jax.random.key(2024), 1024,
+                                  int(params.max_steps_in_episode))
+        return {"values": {"exact_match_accuracy": float(np.mean(np.asarray(returns)))}}
+
     @partial(jax.jit, static_argnames=("self", "n"))
     def demonstrations(self, key, params, n: int):
         """Teacher-forcing data: the correct completion of n episodes, step by step.
