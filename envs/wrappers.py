@@ -3,7 +3,8 @@
 `LearnedReward` replaces an environment's reward with a learned one, for RLHF: any trainer
 optimises the learned reward while the true reward stays in `info["true_reward"]`, so what the
 policy really earns can still be reported. `TimeLimit` cuts episodes after a number of steps (a
-truncation, as the environment's own limit is).
+truncation, as the environment's own limit is). `RandomizedParams` draws fresh environment
+parameters at every reset (domain randomisation within a run).
 """
 
 from collections.abc import Callable
@@ -114,3 +115,57 @@ class TimeLimit(GymnaxWrapper):
         steps = jnp.where(terminated | truncated, 0, steps)
         return obs, TimeLimitState(env_state, steps), reward, terminated, truncated, info
 
+
+@struct.dataclass
+class RandomizedParamsState:
+    """The wrapped environment's state and the parameters its current episode runs on."""
+
+    env_state: Any
+    params: Any
+
+
+class RandomizedParams(GymnaxWrapper):
+    """Every episode on freshly drawn environment parameters (as brax's `randomization_fn`, but
+    redrawn at every reset within a run rather than once per environment).
+
+    Args:
+      env: a gymnax environment (its `step` returns obs, state, reward, terminated, truncated,
+        info).
+      sampler: `(key, params) -> params` for one environment: draws an episode's parameters
+        from the nominal ones, e.g. `lambda key, p: p.replace(length=p.length *
+        jax.random.uniform(key, (), minval=0.5, maxval=2.0))`. It must return the same pytree
+        structure, shapes and dtypes whatever the key.
+
+    `reset(key, params)` draws from `params` (the nominal parameters; those are what a trainer
+    passes and a vmapped sweep may batch); the drawn ones live in the state, and `step` runs on
+    them, whatever `params` it is given. When an episode ends (either flag) the next one starts
+    from a reset on newly drawn parameters. `get_params(state)` returns the current episode's.
+    """
+
+    def __init__(self, env, sampler: Callable[[jax.Array, Any], Any]):
+        super().__init__(env)
+        self.sampler = sampler
+
+    def reset(self, key, params=None):
+        params = self._env.default_params if params is None else params
+        params_key, reset_key = jax.random.split(key)
+        # Array leaves throughout, so the state's pytree types do not depend on which branch of
+        # a later auto-reset produced them.
+        drawn = jax.tree.map(jnp.asarray, self.sampler(params_key, params))
+        obs, env_state = self._env.reset(reset_key, drawn)
+        return obs, RandomizedParamsState(env_state, drawn)
+
+    def step(self, key, state: RandomizedParamsState, action, params=None):
+        step_key, reset_key = jax.random.split(key)
+        obs, env_state, reward, terminated, truncated, info = self._env.step(
+            step_key, state.env_state, action, state.params
+        )
+        # The wrapped step has auto-reset on the old parameters; that reset is replaced.
+        obs_reset, state_reset = self.reset(reset_key, params)
+        done = terminated | truncated
+        obs = _select(done, obs_reset, obs)
+        state = _select(done, state_reset, RandomizedParamsState(env_state, state.params))
+        return obs, state, reward, terminated, truncated, info
+
+    def get_params(self, state: RandomizedParamsState):
+        return state.params

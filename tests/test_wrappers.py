@@ -1,4 +1,4 @@
-"""envs.wrappers: TimeLimit's truncation and auto-reset."""
+"""envs.wrappers: TimeLimit's truncation and auto-reset, RandomizedParams' per-episode draws."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 
 import envs
 import jaxpg
-from envs.wrappers import TimeLimit
+from envs.wrappers import RandomizedParams, TimeLimit
 
 
 def run(env, params, key, num_steps, action):
@@ -71,3 +71,48 @@ def test_max_episode_steps_none_is_the_unwrapped_env_and_a_count_cuts_training_e
     _, metrics = cut.train(jax.random.key(0))
     assert float(metrics["episode_length"].max()) <= 5.0
 
+
+def scaled_length(key, p):
+    return p.replace(length=p.length * jax.random.uniform(key, (), minval=0.5, maxval=2.0))
+
+
+def test_randomized_params_draws_at_every_reset_and_an_episode_keeps_its_own():
+    env, params = envs.make("CartPole-v1")
+    wrapped = RandomizedParams(env, scaled_length)
+    _, first = wrapped.reset(jax.random.key(0), params)
+    _, second = wrapped.reset(jax.random.key(1), params)
+    assert float(first.params.length) != float(second.params.length)
+    assert 0.25 <= float(first.params.length) <= 1.0
+    # Always pushing right: episodes end by termination; each keeps its length until it ends.
+    state, (_, states, _, terminated, truncated, _) = run(wrapped, params, jax.random.key(3), 200, 1)
+    lengths = np.asarray(states.params.length)
+    done = np.asarray(terminated | truncated)
+    assert done.sum() >= 3
+    # states[t] follows step t: the step that ends an episode returns the next one's draw.
+    changes = np.flatnonzero(np.diff(lengths) != 0) + 1
+    np.testing.assert_array_equal(changes, np.flatnonzero(done[1:]) + 1)
+
+
+def test_randomized_params_step_uses_the_drawn_params():
+    env, params = envs.make("CartPole-v1")
+    wrapped = RandomizedParams(env, lambda key, p: p.replace(length=jnp.asarray(2.0)))
+    obs, state = wrapped.reset(jax.random.key(0), params)
+    key = jax.random.key(1)
+    wrapped_obs = wrapped.step(key, state, 1, params)[0]
+    long_obs = env.step(jax.random.split(key)[0], state.env_state, 1, params.replace(length=2.0))[0]
+    nominal_obs = env.step(jax.random.split(key)[0], state.env_state, 1, params)[0]
+    np.testing.assert_allclose(wrapped_obs, long_obs)
+    assert not np.allclose(wrapped_obs, nominal_obs)
+
+
+def test_randomized_params_trains_inside_a_trainer():
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer(
+        "ppo", RandomizedParams(env, scaled_length), params, num_envs=8, num_steps=32,
+        total_timesteps=8 * 32 * 20, hidden_sizes=(16,), lr=3e-3,
+    )
+    state, metrics = trainer.train(jax.random.key(0))
+    lengths = np.asarray(state.env_state.params.length)
+    assert len(np.unique(lengths)) == 8
+    assert np.isfinite(np.asarray(metrics["episode_return"])).all()
+    assert float(metrics["episode_return"][-5:].mean()) > float(metrics["episode_return"][:3].mean())
