@@ -117,10 +117,10 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       progress: show a progress bar (iteration, env steps/s, latest return, ETA).
       sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.sinks`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
-      shard: `"runs"` lays the runs over the devices (bit for bit what one device computes; a
-        run count the device count does not divide is padded and the padding dropped), `"envs"`
-        splits every run's environments over them (`jaxpg.sharding` says why that matches one
-        device only to float rounding).
+      shard: `"runs"` lays the runs over the devices (a run count the device count does not
+        divide is padded and the padding dropped), `"envs"` splits every run's environments over
+        them. A fixed layout gives the same bits in one process or many; another device count
+        matches to float rounding (`jaxpg.sharding` says why).
       devices: the devices to use; default every device of every process (`jax.devices()`).
         On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
         process 0 writes the metrics files and feeds the sinks.
@@ -152,8 +152,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     main = is_main_process()
 
     # Inputs enter as global arrays, padded to the layout's run count.
-    placed_keys = put_keys(jax.random.wrap_key_data(layout.pad(jax.random.key_data(keys), 0),
-                                                    impl=jax.random.key_impl(keys)), layout.per_run())
+    placed_keys = put_keys(layout.pad(jax.random.key_data(keys), 0), jax.random.key_impl(keys), layout.per_run())
     placed_hparams = {k: layout.put(layout.pad(v, hparam_axes[k]), hparam_axes[k]) for k, v in run_hparams.items()}
     placed_env_params = layout.put(layout.pad(env_params, env_axis), env_axis)
     vmapped_init = jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis))
@@ -186,8 +185,8 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
             if restored is None and checkpoints.steps():
                 raise ValueError(
                     f"none of the checkpoints in {checkpoints.directory} restores for this run (see the warnings); "
-                    f"nothing was overwritten. The checkpoints hold {layout.padded_runs} runs only if the run "
-                    f"count padded to the device count is the same as when they were written"
+                    f"nothing was overwritten. This layout trains {layout.padded_runs} runs (padded to "
+                    f"{layout.num_devices} devices): resume on a device count that pads the runs as before"
                 )
         elif checkpoints.steps():
             raise ValueError(f"{out} already holds checkpoints; pass resume=True to continue it, or another out")

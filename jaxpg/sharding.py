@@ -145,10 +145,9 @@ def global_array(value, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-def put_keys(keys, sharding: NamedSharding) -> jax.Array:
-    """Typed PRNG keys (host-side values) placed on `sharding`, as keys of the same impl."""
-    data = global_array(np.asarray(jax.random.key_data(keys)), sharding)
-    impl = jax.random.key_impl(keys)
+def put_keys(key_data, impl, sharding: NamedSharding) -> jax.Array:
+    """Typed PRNG keys of `impl` from their host-side `key_data`, placed on `sharding`."""
+    data = global_array(key_data, sharding)
     return jax.jit(lambda d: jax.random.wrap_key_data(d, impl=impl), out_shardings=sharding)(data)
 
 
