@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from jax.flatten_util import ravel_pytree
 
 from envs.wrappers import TimeLimit
 from jaxpg.config import Config
@@ -315,8 +314,8 @@ class Trainer:
         return self.env_params if env_params is None else env_params
 
     def init_opt_state(self, params, hparams):
-        """The optimiser state for `params`; it lives on their flattened vector."""
-        return self.optimizer(hparams).init(ravel_pytree(params)[0])
+        """The optimiser state for `params` (a pytree like them)."""
+        return self.optimizer(hparams).init(params)
 
     def apply_gradients(self, state_params, opt_state, grads, loss, hparams):
         """One optimiser step that refuses to make anything non-finite.
@@ -325,22 +324,21 @@ class Trainer:
         optimiser state are kept as they were and `finite` is False, so nothing learned so far
         is lost and the metrics say at which update it happened.
 
-        Clipping, Adam and that guard run on the parameters flattened into one vector: for the
-        small networks of RL, one kernel per parameter leaf (times Adam's moments, times the
-        guard's selects) costs more on a CPU than the arithmetic itself.
+        Clipping, Adam and the guard run leaf by leaf. Flattening the parameters into one vector
+        first (fewer, larger kernels) was 1.2x slower for PPO on CartPole with 1 seed and 1.1x
+        with 64, measured alternately in one process: the concatenations and slices cost more
+        than the kernels they saved.
 
         Returns:
           `(params, opt_state, finite, grad_norm)`.
         """
-        flat_params, unravel = ravel_pytree(state_params)
-        flat_grads, _ = ravel_pytree(grads)
-        updates, new_opt_state = self.optimizer(hparams).update(flat_grads, opt_state, flat_params)
+        updates, new_opt_state = self.optimizer(hparams).update(grads, opt_state, state_params)
         # The global norm is finite iff every gradient is; checking it and the loss costs one
         # scalar test instead of a reduction over every parameter (the norm is shared with
         # the clipping transform after common-subexpression elimination).
-        grad_norm = optax.tree.norm(flat_grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        params = unravel(jnp.where(finite, flat_params + updates, flat_params))
+        params = tree_where(finite, optax.apply_updates(state_params, updates), state_params)
         opt_state = tree_where(finite, new_opt_state, opt_state)
         return params, opt_state, finite, grad_norm
 
