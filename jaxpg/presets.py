@@ -147,21 +147,32 @@ def find(env_id: str, algo: str, env_options: Mapping | None = None) -> Preset |
     """The preset for this environment variant and algorithm, or None.
 
     A preset matches when its env id is `env_id` and every env option it names has the same
-    value in `env_options` (options it does not name, such as a catalog size, may differ; an
-    LQR run of another dimension than a preset's finds none).
+    value in `env_options`, an option not given counting as the env's default (options the
+    preset does not name, such as a catalog size, may differ; an LQR run of another dimension
+    than a preset's finds none, and neither does a token task of another width).
     """
     env_options = dict(env_options or {})
     candidates = [p for p in _ALL if p.env_id == env_id and p.algo == algo]
     for preset in sorted(candidates, key=lambda p: -len(p.env_options)):
         selectors = set(preset.env_options) | ({"state_dim", "action_dim"} & set(env_options))
-        if all(env_options.get(k, _default(k)) == preset.env_options.get(k, _default(k)) for k in selectors):
+        if all(_option(env_id, k, env_options) == _option(env_id, k, preset.env_options) for k in selectors):
             return preset
     return None
 
 
-def _default(name):
-    # LQR's dimensions default to 1 whether or not they are given.
-    return 1 if name in ("state_dim", "action_dim") else None
+def _option(env_id: str, name: str, env_options: Mapping):
+    """The value of env option `name` that `env_options` give, defaults included."""
+    if name in env_options:
+        return env_options[name]
+    if name in ("state_dim", "action_dim"):  # LQR's dimensions default to 1
+        return 1
+    if name == "num_digits":  # a token task's width: from min/max_digits, else its default
+        import envs
+
+        given = {k: env_options[k] for k in ("min_digits", "max_digits") if k in env_options}
+        params = envs.make(env_id, **given)[1]
+        return params.min_digits if params.min_digits == params.max_digits else None
+    return None
 
 
 def apply(algo: str, preset, overrides: Mapping) -> dict:

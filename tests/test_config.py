@@ -94,6 +94,11 @@ def test_every_preset_builds_and_is_found_for_its_environment():
         assert presets.find(preset.env_id, algo, preset.env_options) is preset
     assert presets.find("LQR-v0", "ppo", {"state_dim": 2}) is None
     assert presets.find("SearchRanking-v0", "ppo", {"n_products": 100}).name == "SearchRanking-v0"
+    # A token task's width counts with its default (2 digits for Addition-v0), however given.
+    assert presets.find("Addition-v0", "grpo", {}).name == "Addition-v0-2digits"
+    assert presets.find("Addition-v0", "grpo", {"min_digits": 2, "max_digits": 2}).name == "Addition-v0-2digits"
+    assert presets.find("Addition-v0", "grpo", {"num_digits": 3}) is None
+    assert presets.find("Addition-v0", "grpo", {"min_digits": 1, "max_digits": 4}) is None
     with pytest.raises(ValueError, match="preset='Nope' has no ppo settings; accepted for ppo: Acrobot-v1"):
         presets.get("Nope", "ppo")
     override = jaxpg.make_trainer("ppo", *envs.make("Acrobot-v1"), preset="Acrobot-v1", lr=5e-4)
