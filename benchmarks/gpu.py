@@ -14,14 +14,16 @@ figure). Sections (`--only` picks a subset):
   steady run, alternated (`ppo_cartpole.compile_then_alternate`); the greedy evaluation return of
   every final policy and jaxpg's final training return. The 2,048-seed rows carry PureJaxRL's
   published time (2,048 agents in about 98 s on an A100) and the goal (under 40 s on an
-  H100/H200). Quick: 1 and 8 seeds, 16 iterations.
+  H100/H200). Quick: 1 and 4 seeds, 16 iterations.
 - `search_ranking`: SearchRanking-v0 env steps/s (10,000-product catalog) at 1,024 to 65,536
-  envs. Quick: 1,000 products, 64 and 256 envs.
+  envs. Quick: 1,000 products, 256 envs.
 - `reinforce_grpo`: jaxpg REINFORCE and GRPO on CartPole-v1 with their `jaxpg.presets` settings at
   2,048 vmapped seeds, each seed given PPO's 500k env steps (the presets' own runs are 1M and
   3.2M steps; their time is extrapolated from the measured seconds per iteration). Compile and run
   apart, env steps/s (masked steps after an episode's end included, as the trainers count them).
-  Quick: 8 seeds, 32,000 steps each.
+  Quick: 4 seeds, 32,000 steps each.
+- `tokens`: GRPO on Addition-v0 with its preset's causal transformer: generated tokens/s at 4,096
+  groups of 8 completions (quick: 16 groups).
 
 Writes `benchmarks/results/gpu.json` (`gpu_quick.json`; or `--out`) with the machine, versions,
 config and every raw timing, and the Markdown tables next to it (`gpu.md`, `gpu_quick.md`).
@@ -50,7 +52,7 @@ import envs
 import jaxpg
 from benchmarks import common, env_throughput, ppo_cartpole
 
-SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo")
+SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo", "tokens")
 
 # Published figures, quoted with their device.
 PUREJAXRL_2048_AGENTS_S = 98.0  # PureJaxRL: 2,048 CartPole PPO agents x 500k steps, A100
@@ -87,6 +89,8 @@ class Sizes:
     search_repeats: int
     pg_seeds: int
     pg_timesteps: int  # env steps per seed for REINFORCE and GRPO
+    token_groups: int  # GRPO groups per iteration on Addition-v0 (8 completions each)
+    token_iterations: int
 
 
 # CartPole at 2^20 envs: 64 steps per call (2^26 budget); the per-step key and action pools
@@ -100,19 +104,24 @@ FULL = Sizes(
     search_envs=(1024, 4096, 16384, 65536), search_products=10_000, search_budget=1 << 18,
     search_max_steps=256, search_repeats=5,
     pg_seeds=2048, pg_timesteps=500_000,
+    token_groups=4096, token_iterations=16,
 )
 QUICK = Sizes(
     cartpole_envs=(2**10, 2**12), cartpole_budget=1 << 21, cartpole_max_steps=200, cartpole_repeats=5,
-    ppo_seeds=(1, 8), ppo_iterations=16, ppo_rounds=(3, 1), eval_episodes=8,
-    search_envs=(64, 256), search_products=1000, search_budget=1 << 12, search_max_steps=64,
+    # Compiling is most of a quick run (8-25 s per program on 2 cores), so one size per section
+    # beyond CartPole's and few seeds.
+    ppo_seeds=(1, 4), ppo_iterations=16, ppo_rounds=(3, 1), eval_episodes=8,
+    search_envs=(256,), search_products=1000, search_budget=1 << 12, search_max_steps=64,
     search_repeats=3,
-    pg_seeds=8, pg_timesteps=32_000,
+    pg_seeds=4, pg_timesteps=32_000,
+    token_groups=16, token_iterations=4,
 )
 SMOKE = Sizes(
     cartpole_envs=(64,), cartpole_budget=64 * 20, cartpole_max_steps=20, cartpole_repeats=2,
     ppo_seeds=(1, 2), ppo_iterations=2, ppo_rounds=(1, 1), eval_episodes=2,
     search_envs=(8,), search_products=100, search_budget=8 * 4, search_max_steps=4, search_repeats=2,
     pg_seeds=2, pg_timesteps=16_000,
+    token_groups=2, token_iterations=1,
 )
 
 
@@ -391,10 +400,63 @@ def reinforce_grpo(sizes: Sizes, seed: int) -> dict:
             "caption": caption}
 
 
+# tokens ---------------------------------------------------------------------------------------
+
+def tokens(sizes: Sizes, seed: int) -> dict:
+    """GRPO with the `Addition-v0-2digits` preset's causal transformer: generated tokens/s.
+
+    Speed only, so the policy starts from its initialisation rather than from SFT (the same
+    program either way); every member generates the task's full completion length, the steps
+    after its EOS masked but computed, and those count as generated, as `benchmarks/tokens.py`
+    counts them.
+    """
+    preset = jaxpg.presets.get("Addition-v0-2digits", "grpo")
+    env, env_params = envs.make("Addition-v0", **preset.env_options)
+    group_size = preset.options["group_size"]
+    trainer = jaxpg.make_trainer(
+        "grpo", env, env_params, preset=preset, num_groups=sizes.token_groups,
+        total_timesteps=sizes.token_groups * group_size * env_params.max_steps_in_episode * sizes.token_iterations,
+        progress=False,
+    )
+    iterations, per_iteration = trainer.total_iterations, trainer.steps_per_iteration
+    print(f"  tokens: GRPO on Addition-v0, {sizes.token_groups:,} groups x {group_size}, {iterations} iterations "
+          f"of {per_iteration:,} tokens", flush=True)
+    program = jax.jit(trainer.train)
+    key = jax.random.key(seed)
+    t = ppo_cartpole.compile_then_alternate({"grpo": program}, key, 1)
+    tokens_generated = iterations * per_iteration
+    run_s = t["steady_s"]["grpo"]
+    run = {
+        "task": "Addition-v0", "env_options": dict(preset.env_options), "groups": sizes.token_groups,
+        "group_size": group_size, "iterations": iterations, "tokens_per_iteration": per_iteration,
+        "tokens": tokens_generated, "compile_s": t["compile_s"]["grpo"], "run_s": run_s,
+        "times_s": t["times_s"]["grpo"], "tokens_per_s": tokens_generated / run_s,
+        "temp_bytes": program_temp_bytes(program, key),
+        "network": {k: preset.options[k] for k in ("transformer_dim", "transformer_layers", "transformer_heads")},
+    }
+    print(f"    grpo: compile {run['compile_s']:.1f} s, run {run_s:.2f} s, "
+          f"{env_throughput._fmt_rate(run['tokens_per_s'])}tokens/s", flush=True)
+    net = run["network"]
+    rows = [[
+        "Addition-v0 (2 digits)", f"{sizes.token_groups:,} x {group_size}", f"{iterations} x {per_iteration:,}",
+        f"{net['transformer_layers']} layers, dim {net['transformer_dim']}, {net['transformer_heads']} heads",
+        f"{run['compile_s']:.1f}", _seconds(run_s), env_throughput._fmt_rate(run["tokens_per_s"]),
+        env_throughput._fmt_bytes(run["temp_bytes"]),
+    ]]
+    table = common.markdown_table(
+        ["task", "groups x members", "iterations x tokens", "policy", "compile (s)", "run (s)", "tokens/s",
+         "XLA temporaries"], rows)
+    caption = ("GRPO with the Addition-v0-2digits preset's settings (no SFT stage: speed only); tokens = every "
+               "member's full completion length per iteration, the masked steps after its EOS included, rollout "
+               "and update together; one timed call after the compile. No published peer figure.")
+    return {"title": "GRPO on a token task: generated tokens/s", "results": [run], "table": table,
+            "caption": caption}
+
+
 # main -----------------------------------------------------------------------------------------
 
 RUNNERS = {"cartpole_env": cartpole_env, "ppo": ppo, "search_ranking": search_ranking,
-           "reinforce_grpo": reinforce_grpo}
+           "reinforce_grpo": reinforce_grpo, "tokens": tokens}
 
 
 def _version(name: str) -> str | None:
