@@ -114,7 +114,7 @@ def run_task(task, seeds, iterations, sft_updates, eval_episodes, log):
             "compile_s": max(first - run_s, 0.0), "run_s": run_s, "tokens_per_s": tokens / run_s,
         }
         log(f"  {name:14s} accuracy {acc.mean():.3f} (min {acc.min():.3f}), length {length.mean():.2f}, "
-            f"KL {kl.mean():.3f}, {tokens / run_s:,.0f} tokens/s, compile {first - run_s:.1f} s")
+            f"KL {kl.mean():.3f}, {tokens / run_s:,.0f} tokens/s, compile {rows[name]['compile_s']:.1f} s")
     answer_len = float(np.mean([len(env.answer(env_prompt(env, params, k))) + 1 for k in range(256)]))
     return {"options": TASKS[task], "max_steps": T, "sft_updates": sft_updates, "sft_accuracy": sft_acc,
             "sft_length": sft_len, "correct_length": answer_len, "iterations": iterations, "rows": rows}
