@@ -115,14 +115,19 @@ def make_pools(env, params, num_envs: int, key):
     return jax.block_until_ready((key_pool, action_pool))
 
 
-def load_baseline(path: str):
-    """`(env, params)` from the `make()` of the package folder `path` (an older copy of an env)."""
+def load_package(path: str):
+    """The package in folder `path` (an older copy of an env's package), imported by its name."""
     folder = Path(path).resolve()
     sys.path.insert(0, str(folder.parent))
     try:
-        return importlib.import_module(folder.name).make()
+        return importlib.import_module(folder.name)
     finally:
         sys.path.remove(str(folder.parent))
+
+
+def load_baseline(path: str):
+    """`(env, params)` from the `make()` of the package folder `path` (an older copy of an env)."""
+    return load_package(path).make()
 
 
 def build_env(env_id: str):

@@ -29,19 +29,14 @@ if __package__ in (None, ""):
 import jax
 import jax.numpy as jnp
 
-from benchmarks import common
+from benchmarks import common, env_throughput
 
 
 def load_package(path: str | None):
     """The `envs.search_ranking` package, or the package folder `path` (an older copy)."""
     if path is None:
         return importlib.import_module("envs.search_ranking")
-    folder = Path(path).resolve()
-    sys.path.insert(0, str(folder.parent))
-    try:
-        return importlib.import_module(folder.name)
-    finally:
-        sys.path.remove(str(folder.parent))
+    return env_throughput.load_package(path)
 
 
 POOL = 4  # input sets per piece; call t of a program reads set t % POOL
