@@ -85,7 +85,7 @@ def search(quick: bool) -> dict:
         "configs": {
             "reinforce": dict(num_envs=64, lr=3e-3, baseline="moving_average",
                               normalize_returns=False, gamma=1.0),
-            "ppo": dict(num_envs=64, num_steps=1, num_minibatches=4, lr=3e-3, anneal_lr=False,
+            "ppo": dict(num_envs=64, num_steps=1, num_minibatches=4, lr=3e-3, lr_schedule="constant",
                         gamma=1.0, ent_coef=0.0),
             "grpo": dict(num_groups=16, group_size=4, lr=3e-3),
         },
@@ -143,7 +143,7 @@ def first_crossing(curve, threshold, below: bool):
 
 def run_pair(spec, algo, key, eval_episodes):
     env, env_params = envs.make(spec["env_id"], **spec["env_kwargs"])
-    config = {**spec["configs"][algo], "progress": False}
+    config = dict(spec["configs"][algo])
     probe_kind = "gain" if spec["env_id"] == "LQR-v0" else "return"
     # Every algorithm gets the same number of env steps: its iterations are the budget over
     # the steps one of its iterations takes.

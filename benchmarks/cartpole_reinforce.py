@@ -54,7 +54,7 @@ def make(num_envs: int, lr: float, iterations: int):
     env, env_params = envs.make("CartPole-v1")
     return jaxpg.make_trainer(
         "reinforce", env, env_params, num_envs=num_envs, lr=lr, baseline="value",
-        total_timesteps=iterations * num_envs * EPISODE_STEPS, progress=False)
+        total_timesteps=iterations * num_envs * EPISODE_STEPS)
 
 
 def first_reach(curve, target=TARGET):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-from jaxpg.results import cpu_model
+from jaxpg.run.results import cpu_model
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -359,8 +359,7 @@ def reinforce_grpo(sizes: Sizes, seed: int) -> dict:
     runs, rows = [], []
     for algo in ("reinforce", "grpo"):
         preset = jaxpg.presets.get("CartPole-v1", algo)
-        trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, total_timesteps=sizes.pg_timesteps,
-                                     progress=False)
+        trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, total_timesteps=sizes.pg_timesteps)
         iterations, per_iteration = trainer.total_iterations, trainer.steps_per_iteration
         print(f"  reinforce_grpo: {algo}, {num_seeds} seeds x {iterations} iterations of {per_iteration:,} steps",
               flush=True)
@@ -416,7 +415,6 @@ def tokens(sizes: Sizes, seed: int) -> dict:
     trainer = jaxpg.make_trainer(
         "grpo", env, env_params, preset=preset, num_groups=sizes.token_groups,
         total_timesteps=sizes.token_groups * group_size * env_params.max_steps_in_episode * sizes.token_iterations,
-        progress=False,
     )
     iterations, per_iteration = trainer.total_iterations, trainer.steps_per_iteration
     print(f"  tokens: GRPO on Addition-v0, {sizes.token_groups:,} groups x {group_size}, {iterations} iterations "

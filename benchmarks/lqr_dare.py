@@ -49,8 +49,7 @@ FULL_BUDGET, QUICK_BUDGET = 2_457_600, 614_400  # env steps per seed; multiples 
 def make_trainers(budget):
     """`{method: trainer}` for the four methods, each with `budget` env steps per seed."""
     env, env_params = envs.make("LQR-v0", horizon=HORIZON)
-    common_cfg = dict(policy="linear", distribution="fixed_std_gaussian", init_std=SIGMA,
-                      progress=False)
+    common_cfg = dict(policy="linear", distribution="fixed_std_gaussian", init_std=SIGMA)
     trainers = {
         f"reinforce/{b}": jaxpg.make_trainer(
             "reinforce", env, env_params, num_envs=REINFORCE_ENVS, baseline=b,
@@ -67,7 +66,7 @@ def make_trainers(budget):
 
 def schedule(trainer):
     """The per-iteration learning rates: geometric decay for REINFORCE, constant for PPO (its
-    `anneal_lr` schedule applies on top)."""
+    `lr_schedule="linear"` applies on top)."""
     n = trainer.total_iterations
     if trainer.algo == "ppo":
         return jnp.full((n,), trainer.hparams["lr"])
@@ -208,7 +207,7 @@ def main(argv=None) -> int:
             "reinforce": {"num_envs": REINFORCE_ENVS, "normalize_returns": False,
                           "lr_schedule": f"geometric {LR_START} -> {LR_END}"},
             "ppo": {"num_envs": PPO_ENVS, "num_steps": PPO_STEPS, "num_minibatches": 4,
-                    "update_epochs": 4, "gae_lambda": 0.9, "lr": 3e-3, "anneal_lr": True,
+                    "update_epochs": 4, "gae_lambda": 0.9, "lr": 3e-3, "lr_schedule": "linear",
                     "clip_value_loss": False, "normalize_rewards": True},
             "quick": args.quick,
         },

@@ -56,8 +56,8 @@ import numpy as np
 import envs
 import jaxpg
 from benchmarks import common
-from jaxpg.advantages import gae
-from jaxpg.trainer import episode_statistics
+from jaxpg.algos.trainer import episode_statistics
+from jaxpg.core.advantages import gae
 
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCHES = 4, 128, 4, 4
 HIDDEN = (64, 64)
@@ -70,8 +70,8 @@ TARGET = 475.0
 
 def jaxpg_config(iterations: int) -> dict:
     return dict(num_envs=NUM_ENVS, num_steps=NUM_STEPS, total_timesteps=iterations * BATCH,
-                update_epochs=EPOCHS, num_minibatches=MINIBATCHES, anneal_lr=True,
-                hidden_sizes=HIDDEN, activation="tanh", progress=False, **HP)
+                update_epochs=EPOCHS, num_minibatches=MINIBATCHES, lr_schedule="linear",
+                hidden_sizes=HIDDEN, activation="tanh", **HP)
 
 
 def seed_keys(seed: int, num_seeds: int):
@@ -660,7 +660,7 @@ def main(argv=None) -> int:
         "config": {
             "iterations": iterations, "num_envs": NUM_ENVS, "num_steps": NUM_STEPS,
             "update_epochs": EPOCHS, "num_minibatches": MINIBATCHES, "hidden_sizes": HIDDEN,
-            "activation": "tanh", "anneal_lr": True, **HP, "quick": quick, "seed": args.seed,
+            "activation": "tanh", "lr_schedule": "linear", **HP, "quick": quick, "seed": args.seed,
             "seed_counts": seed_counts, "scaling_seeds": scaling, "rounds_1_seed": rounds_1,
             "rounds_multi_seed": rounds_multi, "compile": "jit(f).lower(keys).compile() wall time",
             "sb3_seeds": sb3_seeds, "sb3_iterations": sb3_iterations,

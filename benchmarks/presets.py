@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from jaxpg import presets  # noqa: E402
-from jaxpg.preset_check import check_preset  # noqa: E402
+from jaxpg.presets.check import check_preset  # noqa: E402
 
 
 def main() -> None:

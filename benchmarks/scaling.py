@@ -52,8 +52,8 @@ def measure(num_runs: int, options: dict, iterations: int, shard: str, out: str 
     trainer = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=steps * iterations, **options)
     keys = jax.random.split(jax.random.key(0), num_runs)
     started = time.perf_counter()
-    state, _ = jaxpg.fit(trainer, keys, out=out, chunk_size=iterations, progress=False, shard=shard)
-    report = jaxpg.fit.last_report
+    fitted = jaxpg.fit(trainer, keys, out=out, chunk_size=iterations, progress=False, shard=shard)
+    report = fitted.report
     one = jax.eval_shape(trainer.init, jax.random.key(0))
     iteration = jax.jit(lambda s: trainer._iterate(s, trainer.env_params, 1)).lower(one).compile()
     analysis = iteration.memory_analysis()

@@ -97,7 +97,7 @@ class Lab:
           `eval` (R, S, E) per-episode evaluation returns, `curve` (R, S, iterations) training
           returns, and `grad_variance` where recorded; plus timings and the trainer's config.
         """
-        trainer = jaxpg.make_trainer(algo, self.env, self.env_params, progress=False, **config)
+        trainer = jaxpg.make_trainer(algo, self.env, self.env_params, **config)
         hparams = hparams or {}
         num_runs = len(next(iter(hparams.values()))) if hparams else 1
         keys = jax.random.split(jax.random.key(self.args.seed), seeds)

@@ -40,7 +40,7 @@ import jaxpg
 from benchmarks import common
 from envs.search_ranking import expert_action
 from envs.wrappers import LearnedReward
-from jaxpg import rlhf
+from jaxpg.algos import rlhf
 
 QUICK = dict(seeds=5, betas=(0.0, 0.1, 1.0), iterations=150)
 FULL = dict(seeds=8, betas=(0.0, 0.01, 0.1, 0.3, 1.0), iterations=300)
@@ -79,7 +79,7 @@ def build(config, temperature):
     concrete_params = env_params
     a_max = float(env_params.a_max)
     expert = lambda obs: expert_action(obs, env)
-    base = jaxpg.make_trainer("grpo", env, env_params, hidden_sizes=config["hidden_sizes"], progress=False)
+    base = jaxpg.make_trainer("grpo", env, env_params, hidden_sizes=config["hidden_sizes"])
     model = rlhf.RewardModel(config["rm_hidden"], action_scale=a_max)
 
     def sampler(key, obs):
@@ -128,8 +128,7 @@ def build(config, temperature):
         # The trainer is only a holder of the policy network here; its (concrete) env_params are
         # the same catalog as the traced argument that the evaluation uses.
         with jax.ensure_compile_time_eval():
-            scorer = jaxpg.make_trainer("grpo", wrapped, concrete_params, hidden_sizes=config["hidden_sizes"],
-                                        progress=False)
+            scorer = jaxpg.make_trainer("grpo", wrapped, concrete_params, hidden_sizes=config["hidden_sizes"])
         sft_report = rlhf.policy_rewards(scorer, sft, eval_key, config["eval_episodes"], reference_params=sft,
                                          env_params=env_params)
         refs = reference_rewards(eval_key, rm, env_params)
@@ -150,7 +149,7 @@ def build(config, temperature):
         # ensure_compile_time_eval the action bounds the trainer reads from env_params stay
         # concrete instead of becoming tracers of this trace.
         with jax.ensure_compile_time_eval():
-            trainer = jaxpg.make_trainer(algo, wrapped, env_params, policy_params=sft, progress=False,
+            trainer = jaxpg.make_trainer(algo, wrapped, env_params, policy_params=sft,
                                          hidden_sizes=config["hidden_sizes"],
                                          total_timesteps=per_iteration * iterations, **options)
         state, metrics = trainer.train(key, {"beta": beta})

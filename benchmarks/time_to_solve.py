@@ -322,7 +322,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-rejax", action="store_true")
     args = parser.parse_args(argv)
 
-    from jaxpg.commands import build_parser
+    from jaxpg.cli.commands import build_parser
 
     default_seeds = build_parser().parse_args(["train", "CartPole-v1"]).seeds
     quick = args.quick

@@ -2,7 +2,7 @@
 the same SFT policy, at equal token budgets, seeds vmapped.
 
 For each task a causal transformer is fitted by teacher forcing to demonstrations
-(`jaxpg.sft.fit_demonstrations`, deliberately short so the SFT policy is only partly right),
+(`jaxpg.algos.sft.fit_demonstrations`, deliberately short so the SFT policy is only partly right),
 then every contender trains from it for the same number of iterations of the same number of
 generated tokens (num_members x max_steps; GRPO's masked steps after an EOS count as generated).
 GRPO-family contenders and REINFORCE keep the SFT policy as the KL reference (beta); PPO's
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import envs  # noqa: E402
 import jaxpg  # noqa: E402
 from benchmarks.common import RESULTS_DIR, device_label, machine_info, write_results  # noqa: E402
-from jaxpg import sft  # noqa: E402
-from jaxpg.losses import LOSS_TYPES  # noqa: E402
+from jaxpg.algos import sft  # noqa: E402
+from jaxpg.core.losses import LOSS_TYPES  # noqa: E402
 
 TASKS = {
     "Copy-v0": dict(num_digits=3, reverse=True),
@@ -41,7 +41,7 @@ TASKS = {
 }
 # Teacher-forcing updates per task: short enough to leave the SFT policy partly wrong.
 SFT_UPDATES = {"Copy-v0": 600, "Addition-v0": 1000, "DropZeros-v0": 300}
-NET = dict(policy="transformer", transformer_dim=32, transformer_layers=2, transformer_heads=2, progress=False)
+NET = dict(policy="transformer", transformer_dim=32, transformer_layers=2, transformer_heads=2)
 GROUPS, GROUP_SIZE = 16, 8
 MEMBERS = GROUPS * GROUP_SIZE
 LR, BETA = 5e-4, 0.04

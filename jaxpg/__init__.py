@@ -4,43 +4,39 @@
     trainer = jaxpg.make_trainer("ppo", env, env_params, num_envs=2048, total_timesteps=5_000_000)
     state, metrics = trainer.train(jax.random.key(0))
     returns = jaxpg.evaluate(trainer, state, jax.random.key(1), num_episodes=100)
+
+The package is in layers, each using only the ones above it in this list:
+- `jaxpg.core`: numerics without a training loop (distributions, networks, advantages, losses,
+  running statistics, rollout, evaluation);
+- `jaxpg.algos`: the option declaration, the shared train state and update, REINFORCE, PPO, GRPO,
+  SFT and RLHF;
+- `jaxpg.run`: the run driver (run options, `fit`'s chunks, checkpoints, metric files, sinks,
+  sharding, the compile cache, sweeps);
+- `jaxpg.presets`: settings that solve each shipped task, their checks and references;
+- `jaxpg.cli`: the `jaxpg` command.
 """
 
 import importlib
-import sys
-import types
 
 # Names load on first use (PEP 562): importing jaxpg starts no JAX backend, so a multi-process job
 # can still be joined after it (`jaxpg.cli`), and `jaxpg --help` answers at once.
 _EXPORTS = {
-    "Config": "jaxpg.config", "episode_returns": "jaxpg.evaluate", "evaluate": "jaxpg.evaluate",
-    "NonFiniteUpdate": "jaxpg.fit", "fit": "jaxpg.fit", "GRPO": "jaxpg.grpo", "GRPOConfig": "jaxpg.grpo",
-    "PPO": "jaxpg.ppo", "PPOConfig": "jaxpg.ppo", "Reinforce": "jaxpg.reinforce",
-    "ReinforceConfig": "jaxpg.reinforce", "Transition": "jaxpg.rollout", "rollout": "jaxpg.rollout",
-    "Trainer": "jaxpg.trainer", "TrainState": "jaxpg.trainer", "sweep": "jaxpg.sweep",
+    "Config": "jaxpg.algos.config", "Trainer": "jaxpg.algos.trainer", "TrainState": "jaxpg.algos.trainer",
+    "Reinforce": "jaxpg.algos.reinforce", "ReinforceConfig": "jaxpg.algos.reinforce",
+    "PPO": "jaxpg.algos.ppo", "PPOConfig": "jaxpg.algos.ppo", "GRPO": "jaxpg.algos.grpo",
+    "GRPOConfig": "jaxpg.algos.grpo", "ALGORITHMS": "jaxpg.algos",
+    "Transition": "jaxpg.core.rollout", "rollout": "jaxpg.core.rollout",
+    "episode_returns": "jaxpg.core.evaluate", "evaluate": "jaxpg.core.evaluate",
+    "NonFiniteUpdate": "jaxpg.run.fit", "fit": "jaxpg.run.fit", "RunOptions": "jaxpg.run.options",
+    "sweep": "jaxpg.run.sweep", "make_trainer": "jaxpg.presets.build",
 }
-
-
-# Functions named like their modules: `import jaxpg.fit` binds the module to the package's name
-# `fit`, and the function of that name must stay what `jaxpg.fit` means.
-_SHADOWED = ("evaluate", "fit", "rollout", "sweep")
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+# Modules reachable as attributes of the package (`jaxpg.presets.PRESETS`, `jaxpg.rlhf.RewardModel`).
+_MODULES = {"presets": "jaxpg.presets", "rlhf": "jaxpg.algos.rlhf"}
 
 
 def __getattr__(name):
-    if name == "ALGORITHMS":
-        return {"reinforce": __getattr__("Reinforce"), "ppo": __getattr__("PPO"), "grpo": __getattr__("GRPO")}
-    if name == "presets":
-        return importlib.import_module("jaxpg.presets")
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     if name not in _EXPORTS:
         raise AttributeError(f"module 'jaxpg' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
@@ -48,24 +44,4 @@ def __getattr__(name):
     return value
 
 
-def make_trainer(algo: str, env, env_params, preset=None, **options) -> "Trainer":  # noqa: F821
-    """Builds the trainer for `algo` (one of `ALGORITHMS`) on a gymnax environment.
-
-    `options` are the algorithm's settings and hyperparameters, declared in its `Config`
-    (`jaxpg.ALGORITHMS[algo].Config.table()` lists them). `preset` (a name such as
-    `"CartPole-v1"` or `"LQR-v0-3x2"`, or a `jaxpg.presets.Preset`) starts from tuned settings,
-    which `options` override. Every option is checked here, before anything compiles.
-    """
-    algorithms = __getattr__("ALGORITHMS")
-    if algo not in algorithms:
-        raise ValueError(f"unknown algorithm {algo!r}; accepted: {', '.join(algorithms)}")
-    from jaxpg import presets
-
-    return algorithms[algo](env, env_params, **presets.apply(algo, preset, options))
-
-
-__all__ = [
-    "ALGORITHMS", "GRPO", "PPO", "Config", "GRPOConfig", "PPOConfig", "Reinforce", "ReinforceConfig", "Trainer",
-    "TrainState", "Transition", "NonFiniteUpdate", "episode_returns", "evaluate", "fit", "make_trainer", "presets",
-    "rollout", "sweep",
-]
+__all__ = [*_EXPORTS, *_MODULES]

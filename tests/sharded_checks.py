@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 import envs  # noqa: E402
 import jaxpg  # noqa: E402
-from jaxpg.checkpoint import keys_to_data  # noqa: E402
+from jaxpg.run.checkpoint import keys_to_data  # noqa: E402
 
 env, env_params = envs.make("CartPole-v1")
 # A constant learning rate: the half-length run below must take the same updates as the whole one.
@@ -25,8 +25,8 @@ one_device = jax.devices()[:1]
 
 
 def fit(trainer, keys, **kwargs):
-    state, metrics = jaxpg.fit(trainer, keys, progress=False, chunk_size=2, **kwargs)
-    return jax.device_get(keys_to_data(state)), metrics
+    fitted = jaxpg.fit(trainer, keys, progress=False, chunk_size=2, **kwargs)
+    return type(fitted)(jax.device_get(keys_to_data(fitted[0])), fitted[1], fitted.report)
 
 
 def same_bits(a, b):
@@ -41,16 +41,18 @@ def largest_relative_gap(a, b):
 
 found = {"devices": jax.device_count()}
 on_one, metrics_one = fit(trainer, keys, devices=one_device)
-on_eight, metrics_eight = fit(trainer, keys)
-found["runs_report"] = {k: jaxpg.fit.last_report[k] for k in ("shard", "num_devices", "padded_runs")}
+fitted = fit(trainer, keys)
+on_eight, metrics_eight = fitted
+found["runs_report"] = {k: fitted.report[k] for k in ("shard", "num_devices", "padded_runs")}
 found["runs_gap_state"] = largest_relative_gap(on_eight, on_one)
 found["runs_gap_metrics"] = largest_relative_gap(metrics_eight, metrics_one)
 found["runs_returns_equal"] = bool(np.array_equal(metrics_eight["episode_return"], metrics_one["episode_return"],
                                                   equal_nan=True))
 
 # 6 runs on 8 devices: padded to 8, the padding dropped; the same runs as in the 8-run program.
-padded, metrics_padded = fit(trainer, keys[:6])
-found["padded_report"] = {k: jaxpg.fit.last_report[k] for k in ("num_devices", "padded_runs")}
+fitted = fit(trainer, keys[:6])
+padded, metrics_padded = fitted
+found["padded_report"] = {k: fitted.report[k] for k in ("num_devices", "padded_runs")}
 found["padded_shape"] = list(np.shape(metrics_padded["loss"]))
 found["padded_equal"] = same_bits(padded, jax.tree.map(lambda x: x[:6], on_eight)) and same_bits(
     metrics_padded, {k: v[:6] for k, v in metrics_eight.items()})
@@ -60,14 +62,16 @@ with tempfile.TemporaryDirectory() as tmp:
     whole, whole_metrics = fit(trainer, keys, out=f"{tmp}/whole", checkpoint_every=4)
     half = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=8 * 16 * 4, **small)
     fit(half, keys, out=f"{tmp}/resumed", checkpoint_every=4)
-    resumed, resumed_metrics = fit(trainer, keys, out=f"{tmp}/resumed", checkpoint_every=4, resume=True,
-                                   allow_changes=("total_timesteps",))
-    found["resume_from"] = jaxpg.fit.last_report["resumed_from"]
+    fitted = fit(trainer, keys, out=f"{tmp}/resumed", checkpoint_every=4, resume=True,
+                 allow_changes=("total_timesteps",))
+    resumed, resumed_metrics = fitted
+    found["resume_from"] = fitted.report["resumed_from"]
     found["resume_equal"] = same_bits(whole, resumed) and same_bits(whole_metrics, resumed_metrics)
 
 # One run's environments over the 8 devices.
-by_envs, metrics_envs = fit(trainer, keys[:2], shard="envs")
-found["envs_report"] = {k: jaxpg.fit.last_report[k] for k in ("shard", "num_devices")}
+fitted = fit(trainer, keys[:2], shard="envs")
+by_envs, metrics_envs = fitted
+found["envs_report"] = {k: fitted.report[k] for k in ("shard", "num_devices")}
 found["envs_gap_metrics"] = largest_relative_gap({k: v for k, v in metrics_envs.items() if k != "approx_kl"},
                                                  {k: v[:2] for k, v in metrics_one.items() if k != "approx_kl"})
 try:
@@ -84,4 +88,12 @@ if "--learn" in sys.argv:
     state, metrics = jaxpg.fit(learner, jax.random.split(jax.random.key(1), 2), shard="envs", progress=False)
     found["envs_learned_returns"] = np.asarray(jax.vmap(
         lambda s, k: jaxpg.evaluate(learner, s, k, 8))(state, jax.random.split(jax.random.key(2), 2))).mean(1).tolist()
+    # The same 8 runs on 8 devices and on one: float rounding apart over a whole run, the same outcome.
+    runs = jaxpg.make_trainer("ppo", env, env_params, num_envs=16, num_steps=32, total_timesteps=16 * 32 * 40,
+                              lr=2.5e-3)
+    learn_keys, eval_keys = jax.random.split(jax.random.key(3), 8), jax.random.split(jax.random.key(4), 8)
+    score = lambda state: np.asarray(jax.vmap(lambda s, k: jaxpg.evaluate(runs, s, k, 8))(
+        jax.device_get(state), eval_keys)).mean(1).tolist()
+    found["runs_learned_on_eight"] = score(fit(runs, learn_keys)[0])
+    found["runs_learned_on_one"] = score(fit(runs, learn_keys, devices=one_device)[0])
 print("FOUND " + json.dumps(found))

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg.advantages import ADVANTAGE_EPS, gae, group_advantages, leave_one_out_advantages, returns_to_go
+from jaxpg.core.advantages import ADVANTAGE_EPS, gae, group_advantages, leave_one_out_advantages, returns_to_go
 
 
 def random_episodes(seed, T=64, N=5):
@@ -84,7 +84,7 @@ def test_truncation_bootstraps_and_termination_does_not():
 
 
 def test_episode_statistics_match_a_python_loop():
-    from jaxpg.trainer import episode_statistics
+    from jaxpg.algos.trainer import episode_statistics
 
     rng = np.random.default_rng(3)
     for _ in range(20):

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxpg.checkpoint import keys_to_data
 from jaxpg.cli import main
-from jaxpg.commands import restore_run
+from jaxpg.cli.commands import restore_run
+from jaxpg.run.checkpoint import keys_to_data
 
 TINY_REINFORCE = ["--set", "num_envs=4", "--set", "total_timesteps=6000", "--set", "hidden_sizes=(16,)",
                   "--set", "lr=3e-3", "--set", "num_steps=500"]
@@ -24,6 +24,7 @@ def private_compile_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXPG_COMPILATION_CACHE", str(tmp_path / "xla-cache"))
 
 
+@pytest.mark.integration
 def test_cli_train_writes_every_file(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "CartPole-v1", "--algo", "reinforce", "--seeds", "2", "--no-progress",
@@ -65,6 +66,7 @@ def test_help_algo_lists_every_option_from_its_declaration(capsys):
     assert "| `group_size` | setting (static) | `4` | an integer >= 2 |" in printed
 
 
+@pytest.mark.integration
 def test_lqr_run_prints_and_records_the_exact_references(tmp_path, capsys):
     out = tmp_path / "lqr"
     assert main(["train", "LQR-v0", "--algo", "ppo", "--seeds", "2", "--no-progress", "--eval-episodes", "8",
@@ -84,6 +86,7 @@ def cli(*args, cwd=None):
     return [sys.executable, "-m", "jaxpg.cli", *args]
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_to_the_uninterrupted_result_and_the_cache_serves_the_rerun(tmp_path):
     """SIGKILL a real `jaxpg train` after its first checkpoint, `jaxpg resume` it, and compare with
     an uninterrupted run of the same command: parameters bitwise, metrics files identical."""
@@ -127,6 +130,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result_and_the_cache_serves_the
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
+@pytest.mark.integration
 def test_a_second_train_into_a_run_is_refused_and_resume_can_extend_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "CartPole-v1", "--algo", "reinforce", "--seeds", "1", "--no-progress",

@@ -10,7 +10,8 @@ import pytest
 import envs
 import jaxpg
 from jaxpg import presets
-from jaxpg.config import Config, hparam
+from jaxpg.algos.config import Config, hparam
+from jaxpg.algos.trainer import make_schedule
 
 
 @pytest.mark.parametrize("algo", list(jaxpg.ALGORITHMS))
@@ -60,37 +61,35 @@ def test_a_new_hyperparameter_needs_no_other_registration():
         Extended().check_hparams({"temperatur": 1.0})
 
 
-@pytest.mark.parametrize("schedule", ["constant", "linear", "cosine", "exponential"])
-def test_learning_rate_schedules_are_optax_schedules_and_reported(schedule):
-    env, params = envs.make("CartPole-v1")
-    trainer = jaxpg.make_trainer("reinforce", env, params, num_envs=2, num_steps=20, total_timesteps=2 * 20 * 5,
-                                 hidden_sizes=(8,), lr=1e-2, lr_end=1e-4, lr_schedule=schedule)
-    _, metrics = trainer.train(jax.random.key(0))
+def test_learning_rate_schedules_are_optax_schedules_and_reported():
     counts = np.arange(5)
     expected = {
         "constant": np.full(5, 1e-2),
         "linear": optax.linear_schedule(1e-2, 1e-4, 5)(counts),
         "cosine": optax.cosine_decay_schedule(1e-2, 5, alpha=1e-2)(counts),
         "exponential": 1e-2 * (1e-4 / 1e-2) ** (counts / 5),
-    }[schedule]
-    np.testing.assert_allclose(metrics["learning_rate"], expected, rtol=1e-4)
-
-
-def test_ppo_anneal_lr_is_a_case_of_lr_schedule():
+    }
+    for name, rates in expected.items():
+        schedule = make_schedule(name, 1e-2, 1e-4, 5)
+        np.testing.assert_allclose([schedule(c) if callable(schedule) else schedule for c in counts], rates, rtol=1e-4)
+    # One run shows the trainer steps by the schedule and reports it (the others share the code).
     env, params = envs.make("CartPole-v1")
-    assert jaxpg.make_trainer("ppo", env, params, anneal_lr=True).config.lr_schedule == "linear"
-    assert jaxpg.make_trainer("ppo", env, params, anneal_lr=False).config.lr_schedule == "constant"
-    with pytest.raises(ValueError, match="anneal_lr and lr_schedule both given"):
-        jaxpg.make_trainer("ppo", env, params, anneal_lr=True, lr_schedule="cosine")
-    with pytest.raises(ValueError, match=r"lr_end=0 is out of range; accepted: \(0.0, inf\)"):
-        jaxpg.make_trainer("ppo", env, params, lr_schedule="exponential")
+    trainer = jaxpg.make_trainer("reinforce", env, params, num_envs=2, num_steps=20, total_timesteps=2 * 20 * 5,
+                                 hidden_sizes=(8,), lr=1e-2, lr_end=1e-4, lr_schedule="exponential")
+    _, metrics = trainer.train(jax.random.key(0))
+    np.testing.assert_allclose(metrics["learning_rate"], expected["exponential"], rtol=1e-4)
 
 
 def test_every_preset_builds_and_is_found_for_its_environment():
     for (name, algo), preset in presets.PRESETS.items():
         env, params = envs.make(preset.env_id, **preset.env_options)
         trainer = jaxpg.make_trainer(algo, env, params, preset=name)
-        assert trainer.config.total_timesteps == preset.options.get("total_timesteps", trainer.config.total_timesteps)
+        for option, value in preset.options.items():  # every option the preset sets reaches the trainer
+            if option in trainer.hparams:
+                assert float(trainer.hparams[option]) == np.float32(value), (name, option)
+            else:
+                given = tuple(value) if isinstance(value, list) else value
+                assert getattr(trainer.config, option) == given, (name, option)
         assert presets.find(preset.env_id, algo, preset.env_options) is preset
     assert presets.find("LQR-v0", "ppo", {"state_dim": 2}) is None
     assert presets.find("SearchRanking-v0", "ppo", {"n_products": 100}).name == "SearchRanking-v0"

@@ -5,7 +5,7 @@ import pytest
 from gymnax.environments import spaces
 from scipy import stats
 
-from jaxpg.distributions import CONTINUOUS, make_action_head
+from jaxpg.core.distributions import CONTINUOUS, make_action_head
 
 LOW, HIGH = np.array([-2.0, 0.0, -1.0]), np.array([2.0, 3.0, 5.0])
 BOX = spaces.Box(LOW, HIGH, (3,))

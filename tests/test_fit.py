@@ -12,8 +12,8 @@ from gymnax.environments import environment
 
 import envs
 import jaxpg
-from jaxpg.checkpoint import keys_to_data
-from jaxpg.fit import choose_chunk_size
+from jaxpg.run.checkpoint import keys_to_data
+from jaxpg.run.fit import choose_chunk_size
 
 SMALL = {
     "ppo": dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 8, hidden_sizes=(16,)),
@@ -35,26 +35,24 @@ def trainers():
     return {algo: jaxpg.make_trainer(algo, env, params, **config) for algo, config in SMALL.items()}
 
 
-# One algorithm in the default suite (the chunking is the trainer's, shared by all); the others
-# under -m slow, to keep the default suite inside CI's 10 minutes.
-@pytest.mark.parametrize("algo", [a if a == "ppo" else pytest.param(a, marks=pytest.mark.slow) for a in SMALL])
+# One algorithm in the unit tier (the chunking is the trainer's, shared by all); the others under
+# -m integration.
+@pytest.mark.parametrize("algo", [a if a == "ppo" else pytest.param(a, marks=pytest.mark.integration) for a in SMALL])
 def test_chunks_compose_bit_for_bit(algo, trainers):
     trainer = trainers[algo]
-    state = trainer.init(jax.random.key(1))
-    whole, whole_metrics = trainer.iterate(state, 8)
-    first, first_metrics = trainer.iterate(state, 3)
-    second, second_metrics = trainer.iterate(first, 5)
+    whole, whole_metrics = trainer.train(jax.random.key(1))  # init, then one scan of 8 iterations
+    first, first_metrics = trainer.iterate(trainer.init(jax.random.key(1)), 4)
+    second, second_metrics = trainer.iterate(first, 4)
     assert bitwise_equal(whole, second)
     for name in whole_metrics:
         joined = np.concatenate([first_metrics[name], second_metrics[name]])
         assert np.array_equal(np.asarray(whole_metrics[name]), joined, equal_nan=True), name
-    assert bitwise_equal(trainer.train(jax.random.key(1)), (whole, whole_metrics))
 
 
 def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
     trainer = trainers["ppo"]
     keys = jax.random.split(jax.random.key(2), 3)
-    state, metrics = jaxpg.fit(trainer, keys, chunk_size=3, progress=False)
+    state, metrics = jaxpg.fit(trainer, keys, chunk_size=4, progress=False)
     reference_state, reference_metrics = jax.jit(jax.vmap(trainer.train))(keys)
     assert metrics["episode_return"].shape == (3, 8)
     np.testing.assert_array_equal(metrics["iteration"][0], np.arange(8))
@@ -65,7 +63,7 @@ def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
     np.testing.assert_array_equal(metrics["episode_length"], np.asarray(reference_metrics["episode_length"]))
 
 
-@pytest.mark.parametrize("algo", ["ppo", "grpo"])
+@pytest.mark.parametrize("algo", ["ppo", pytest.param("grpo", marks=pytest.mark.integration)])
 def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_path):
     trainer = trainers[algo]
     keys = jax.random.split(jax.random.key(3), 2)
@@ -76,10 +74,9 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_pa
     # metrics rows written past it that the resume must drop.
     for step in ("6", "8"):
         shutil.rmtree(os.path.join(parts_dir, "checkpoints", step))
-    resumed, resumed_metrics = jaxpg.fit(
-        trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False, resume=True
-    )
-    assert jaxpg.fit.last_report["resumed_from"] == 4
+    fitted = jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False, resume=True)
+    resumed, resumed_metrics = fitted
+    assert fitted.report["resumed_from"] == 4
     assert bitwise_equal(whole, resumed)
     for name in whole_metrics:
         assert np.array_equal(whole_metrics[name], resumed_metrics[name], equal_nan=True), name
@@ -87,6 +84,7 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_pa
         assert open(os.path.join(whole_dir, name)).read() == open(os.path.join(parts_dir, name)).read()
 
 
+@pytest.mark.integration
 def test_corrupt_latest_checkpoint_falls_back_and_changed_config_is_refused(trainers, tmp_path):
     trainer = trainers["ppo"]
     keys = jax.random.split(jax.random.key(4), 2)
@@ -98,8 +96,9 @@ def test_corrupt_latest_checkpoint_falls_back_and_changed_config_is_refused(trai
             with open(os.path.join(root, name), "r+b") as f:
                 f.truncate(max(0, os.path.getsize(os.path.join(root, name)) // 3))
     with pytest.warns(RuntimeWarning, match=r"checkpoint .*checkpoints/8 could not be restored"):
-        state, _ = jaxpg.fit(trainer, keys, out=out, chunk_size=4, checkpoint_every=4, progress=False, resume=True)
-    assert jaxpg.fit.last_report["resumed_from"] == 4
+        fitted = jaxpg.fit(trainer, keys, out=out, chunk_size=4, checkpoint_every=4, progress=False, resume=True)
+    state, _ = fitted
+    assert fitted.report["resumed_from"] == 4
     assert bitwise_equal(whole, state)
     longer = jaxpg.make_trainer("ppo", trainer.env, trainer.env_params, **{**SMALL["ppo"], "lr": 1e-3})
     with pytest.raises(ValueError, match=r"differs from the checkpoint in .*lr"):
@@ -120,6 +119,7 @@ class NaNAfterCartPole(envs.cartpole.CartPole):
         return "NaNAfterCartPole"
 
 
+@pytest.mark.integration
 def test_on_nonfinite_stop_keeps_the_last_finite_state(tmp_path):
     env = NaNAfterCartPole()
     env.step = lambda key, state, action, params=None: environment.Environment.step(env, key, state, action, params)
@@ -149,6 +149,7 @@ def test_chunk_size_choice():
                   checkpoint_every=4, progress=False)
 
 
+@pytest.mark.integration
 def test_environment_parameters_vmap_one_run_per_setting():
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, params, **SMALL["ppo"])

@@ -29,6 +29,7 @@ def _numbers(tree):
         yield tree
 
 
+@pytest.mark.integration
 def test_smoke_sections_write_json_and_markdown(tmp_path):
     out = tmp_path / "gpu.json"
     assert gpu.main(["--smoke", "--only", "cartpole_env", "search_ranking", "--out", str(out)]) == 0

@@ -11,7 +11,7 @@ import pytest
 import envs
 import jaxpg
 from envs.tokens import EOS, VOCAB_SIZE
-from jaxpg.advantages import ADVANTAGE_EPS, group_advantages
+from jaxpg.core.advantages import ADVANTAGE_EPS, group_advantages
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
@@ -69,9 +69,10 @@ def test_group_members_start_identical_and_common_random_numbers_couple_them():
     assert not np.all(independent == independent[:, :, :1])  # after the first reset they differ
 
 
+@pytest.mark.slow
 def test_grpo_defaults_learn_cartpole():
     env, params = envs.make("CartPole-v1")
-    trainer = jaxpg.make_trainer("grpo", env, params, progress=False)
+    trainer = jaxpg.make_trainer("grpo", env, params)
     keys = jax.random.split(jax.random.key(0), 2)
     state, metrics = jax.jit(jax.vmap(trainer.train))(keys)
     returns = jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, 32))(state, jax.random.split(jax.random.key(9), 2))
@@ -82,12 +83,13 @@ def test_grpo_defaults_learn_cartpole():
         assert np.isfinite(np.asarray(metrics[name])).all(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "MountainCar-v0"])
 def test_grpo_runs_gymnax_environments_unchanged(env_id):
     """A continuous and a discrete gymnax environment, straight from `gymnax.make`."""
     env, params = envs.make(env_id)
     trainer = jaxpg.make_trainer("grpo", env, params, num_groups=2, group_size=2, hidden_sizes=(16,),
-                                 total_timesteps=2 * 2 * 200 * 2, progress=False)
+                                 total_timesteps=2 * 2 * 200 * 2)
     state, metrics = trainer.train(jax.random.key(0))
     assert np.asarray(metrics["episode_return"]).shape == (2,)
     assert np.isfinite(np.asarray(metrics["episode_return"])).all()
@@ -122,3 +124,19 @@ def test_token_options_reach_the_update():
         moved, _ = other.step(other.init(jax.random.key(0)))
         assert not np.array_equal(moved.params["policy"]["params"]["bias"], state.params["policy"]["params"]["bias"])
     assert float(other.hparams["delta"]) == 1.5 and other.config.advantage == "rloo"
+
+
+def test_a_swept_clip_eps_moves_both_clip_bounds():
+    """clip_eps_high=None follows clip_eps where the loss is traced, so a clip_eps given as a
+    hyperparameter (a sweep) narrows the upper bound too, not only the lower one."""
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("grpo", env, params, num_groups=4, group_size=4, max_steps=50, num_iterations=4,
+                                 hidden_sizes=(16,), lr=3e-3, total_timesteps=4 * 4 * 50 * 2)
+    assert trainer.config.clip_eps_high is None and np.isnan(trainer.hparams["clip_eps_high"])
+    run = jax.jit(lambda hparams: trainer.train(jax.random.key(0), hparams)[1])
+    narrow, wide = run({"clip_eps": 1e-4}), run({"clip_eps": 0.2})
+    # After the first of 4 updates per batch the ratio has moved by about 1e-3: past 1 + 1e-4, far from 1.2.
+    assert float(narrow["clip_fraction_high"].max()) > 0.05, narrow["clip_fraction_high"]
+    assert float(wide["clip_fraction_high"].max()) == 0.0, wide["clip_fraction_high"]
+    explicit = run({"clip_eps": 1e-4, "clip_eps_high": 0.2})
+    assert float(explicit["clip_fraction_high"].max()) == 0.0

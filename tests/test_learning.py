@@ -6,9 +6,12 @@ below are ones only a working learner reaches.
 
 import jax
 import numpy as np
+import pytest
 
 import envs
 import jaxpg
+
+pytestmark = pytest.mark.slow
 
 
 def train_and_evaluate(trainer, num_seeds, seed=0, num_episodes=32):
@@ -23,7 +26,7 @@ def test_reinforce_with_value_baseline_learns_cartpole():
     """Budget: 4 seeds x 1.2M env steps (16 episodes x 500 steps x 150 iterations)."""
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer(
-        "reinforce", env, params, num_envs=16, total_timesteps=16 * 500 * 150, baseline="value", progress=False
+        "reinforce", env, params, num_envs=16, total_timesteps=16 * 500 * 150, baseline="value"
     )
     per_seed, metrics = train_and_evaluate(trainer, 4)
     assert per_seed.mean() >= 450, per_seed
@@ -33,6 +36,6 @@ def test_reinforce_with_value_baseline_learns_cartpole():
 def test_ppo_default_config_learns_cartpole():
     """PureJaxRL's CartPole configuration: 4 envs x 128 steps, 500k env steps per seed."""
     env, params = envs.make("CartPole-v1")
-    trainer = jaxpg.make_trainer("ppo", env, params, progress=False)
+    trainer = jaxpg.make_trainer("ppo", env, params)
     per_seed, _ = train_and_evaluate(trainer, 4)
     assert per_seed.mean() >= 475, per_seed

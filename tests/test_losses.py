@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg import losses
+from jaxpg.core import losses
 
 T, B = 7, 6
 

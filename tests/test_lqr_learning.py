@@ -12,8 +12,8 @@ Checked against exact references (`envs.lqr` and the closed forms below):
   over several vmapped seeds, and a destabilising initial gain trains without NaN.
 
 The learned gain is `state.params["policy"]["params"]["gain"]["kernel"].T`: flax's Dense kernel
-is (n, m), so K = kernel.T is (m, n). Default tests stay short (about a minute on 2 idle
-cores); the 2-D and 3-D convergence runs are `@pytest.mark.slow`.
+is (n, m), so K = kernel.T is (m, n). The unit tier keeps the exact checks (references,
+the linear policy, the gradient's bias); every convergence run is under `-m slow`.
 """
 
 import functools
@@ -26,7 +26,7 @@ import pytest
 import envs
 import jaxpg
 from envs import lqr
-from jaxpg.advantages import returns_to_go
+from jaxpg.core.advantages import returns_to_go
 
 
 def gain(state):
@@ -44,7 +44,7 @@ def with_gain(state, K):
 
 def linear_trainer(algo, env_kwargs=None, **config):
     env, env_params = envs.make("LQR-v0", **(env_kwargs or {}))
-    trainer = jaxpg.make_trainer(algo, env, env_params, policy="linear", progress=False, **config)
+    trainer = jaxpg.make_trainer(algo, env, env_params, policy="linear", **config)
     return trainer, env_params
 
 
@@ -268,7 +268,7 @@ def test_reinforce_gradient_with_discount_estimates_returns_to_go_field():
 def train_with_schedule(trainer, states, lrs):
     """Runs `trainer.step` once per entry of `lrs` (T,) from each of the vmapped `states`,
     setting the traced hyperparameter `lr` before each step (REINFORCE and GRPO have no
-    built-in schedule; PPO's `anneal_lr` applies on top). Returns (states, metrics (S, T),
+    built-in schedule; PPO's linear `lr_schedule` applies on top). Returns (states, metrics (S, T),
     gains (S, T, m, n))."""
 
     def one_run(state):
@@ -341,6 +341,7 @@ def ppo_1d():
     return run_setting("ppo", PPO_1D)
 
 
+@pytest.mark.slow
 def test_reinforce_converges_on_the_1d_default(reinforce_1d):
     """Every seed ends within 0.01 of REINFORCE's exact target for 20-step episodes and
     sigma = 0.5 (-0.6009; K* = -0.6153)."""
@@ -351,6 +352,7 @@ def test_reinforce_converges_on_the_1d_default(reinforce_1d):
     assert np.all(np.abs(final - target) < 0.01), (final, target)
 
 
+@pytest.mark.slow
 def test_ppo_converges_on_the_1d_default(ppo_1d):
     """Every seed ends within 0.01 of K* = -0.6153 on the default env (horizon 200)."""
     trainer, params, _, gains = ppo_1d
@@ -359,6 +361,7 @@ def test_ppo_converges_on_the_1d_default(ppo_1d):
     assert np.all(np.abs(final - K_star) < 0.01), (final, K_star)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["reinforce", "ppo"])
 def test_destabilising_initial_gain_trains_without_nan(algo, request):
     """K = 1 on s' = s + a doubles the state every step: the env's state bound ends each
@@ -381,6 +384,7 @@ def test_destabilising_initial_gain_trains_without_nan(algo, request):
     assert np.all(np.isfinite(gains[runs]))
 
 
+@pytest.mark.slow
 def test_grpo_linear_gain_within_5_percent_of_riccati():
     """GRPO (issue 7): with policy="linear" on LQR-v0 (horizon 50), every seed's gain is
     within 5% of `envs.lqr.optimal_gain`. GRPO's gamma is 1 by default, so its own target is

@@ -42,7 +42,7 @@ def test_truncation_bootstraps_from_the_final_observation():
     env = ConstantReward()
     trainer = jaxpg.make_trainer(
         "ppo", env, env.default_params, num_envs=8, num_steps=32, total_timesteps=8 * 32 * 150,
-        gamma=0.9, lr=3e-3, anneal_lr=False, progress=False,
+        gamma=0.9, lr=3e-3, lr_schedule="constant",
     )
     state, _ = trainer.train(jax.random.key(0))
     value = float(trainer.value(state.params, state.obs_stats, jnp.zeros(1)))
@@ -54,7 +54,7 @@ def pendulum_trainer(total_timesteps, distribution="gaussian", **overrides):
     config = dict(
         num_envs=16, num_steps=128, total_timesteps=total_timesteps, update_epochs=10,
         num_minibatches=4, lr=1e-3, gamma=0.95, gae_lambda=0.95, ent_coef=0.0,
-        normalize_rewards=True, distribution=distribution, init_std=1.0, progress=False,
+        normalize_rewards=True, distribution=distribution, init_std=1.0,
     )
     config.update(overrides)
     return jaxpg.make_trainer("ppo", env, params, **config)
@@ -68,6 +68,7 @@ def final_returns(trainer, num_seeds):
     return np.asarray(returns).mean(axis=1), np.asarray(metrics["episode_return"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distribution", [  # beta, the slowest (30 s), under -m slow for CI time
     "gaussian", "squashed_gaussian", pytest.param("beta", marks=pytest.mark.slow), "fixed_std_gaussian"])
 def test_every_continuous_distribution_makes_progress_on_pendulum(distribution):

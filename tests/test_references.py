@@ -6,7 +6,7 @@ import numpy as np
 
 import envs
 from envs import lqr
-from jaxpg.references import references, score_policies
+from jaxpg.presets.references import references, score_policies
 
 
 def test_lqr_references_are_exact():

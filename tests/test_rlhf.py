@@ -12,7 +12,7 @@ import envs
 import jaxpg
 from envs.search_ranking import expert_action
 from envs.wrappers import LearnedReward
-from jaxpg import rlhf
+from jaxpg.algos import rlhf
 
 
 @struct.dataclass
@@ -49,6 +49,7 @@ class TargetBandit(environment.Environment):
         return spaces.Box(0.0, 1.0, (4,), jnp.float32)
 
 
+@pytest.mark.slow
 def test_reward_model_learns_a_linear_reward_from_noise_free_preferences():
     obs_dim, action_dim, n = 6, 3, 2048
     w_obs, w_action = jnp.linspace(-1, 1, obs_dim), jnp.array([2.0, -1.0, 0.5])
@@ -78,9 +79,10 @@ def test_reward_model_learns_a_linear_reward_from_noise_free_preferences():
     assert abs(float(noisy.mean()) - float(jax.nn.sigmoid(1.0))) < 0.02
 
 
+@pytest.mark.slow
 def test_sft_lowers_nll_and_beats_the_zero_action_on_search_ranking():
     env, params = envs.make("SearchRanking-v0", n_products=500)
-    trainer = jaxpg.make_trainer("grpo", env, params, hidden_sizes=(32,), progress=False)
+    trainer = jaxpg.make_trainer("grpo", env, params, hidden_sizes=(32,))
 
     @jax.jit
     def run(key, params):
@@ -106,7 +108,7 @@ def test_sft_lowers_nll_and_beats_the_zero_action_on_search_ranking():
 
 def test_sft_rejects_heads_it_cannot_clone():
     env, params = envs.make("SearchRanking-v0", n_products=100)
-    trainer = jaxpg.make_trainer("grpo", env, params, distribution="beta", progress=False)
+    trainer = jaxpg.make_trainer("grpo", env, params, distribution="beta")
     demos = rlhf.Demonstrations(jnp.zeros((4, 17)), jnp.zeros((4, 10)))
     with pytest.raises(ValueError, match="distribution='beta' cannot be behaviour-cloned"):
         rlhf.behaviour_cloning(jax.random.key(0), trainer, demos)
@@ -125,12 +127,12 @@ def test_learned_reward_wrapper_replaces_the_reward_and_keeps_the_true_one():
     assert wrapped.num_actions == env.num_actions  # attributes pass through
     # Any trainer runs on it; its episode return is the learned reward's.
     trainer = jaxpg.make_trainer("reinforce", wrapped, params, num_envs=4, num_steps=32,
-                                 total_timesteps=4 * 32, hidden_sizes=(8,), progress=False)
+                                 total_timesteps=4 * 32, hidden_sizes=(8,))
     _, metrics = trainer.train(jax.random.key(0))
     assert np.isfinite(np.asarray(metrics["episode_return"])).all()
 
 
-SMALL_REINFORCE = dict(num_envs=4, num_steps=64, total_timesteps=4 * 64 * 3, hidden_sizes=(16,), progress=False)
+SMALL_REINFORCE = dict(num_envs=4, num_steps=64, total_timesteps=4 * 64 * 3, hidden_sizes=(16,))
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +181,7 @@ def test_reinforce_policy_params_and_bad_weights_are_checked(cartpole_reinforce)
         jaxpg.make_trainer("reinforce", env, params, policy_params=wrong, **SMALL_REINFORCE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["grpo", pytest.param("reinforce", marks=pytest.mark.slow)])
 def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
     """The whole pipeline on TargetBandit, 2 seeds vmapped: an expert that misses each target by
@@ -189,7 +192,7 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
     expert = lambda obs: obs @ TargetBandit.targets + 0.8
     model = rlhf.RewardModel((32,), action_scale=3.0)
     config = {"grpo": dict(num_groups=16, group_size=4), "reinforce": dict(num_envs=64, baseline="mean")}[algo]
-    base = jaxpg.make_trainer(algo, env, params, hidden_sizes=(16,), progress=False, **config)
+    base = jaxpg.make_trainer(algo, env, params, hidden_sizes=(16,), **config)
 
     def pipeline(key):
         kd, kb, kp, kr, kt, ke = jax.random.split(key, 6)
@@ -199,7 +202,7 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
         pairs = rlhf.collect_preferences(kp, env, params, sampler, 2048)
         rm, _ = rlhf.train_reward_model(kr, model, pairs, 400, 128, 3e-3)
         wrapped = LearnedReward(env, rlhf.reward_function(model, rm))
-        trainer = jaxpg.make_trainer(algo, wrapped, params, hidden_sizes=(16,), progress=False, policy_params=sft,
+        trainer = jaxpg.make_trainer(algo, wrapped, params, hidden_sizes=(16,), policy_params=sft,
                                      beta=0.01, lr=3e-3, total_timesteps=64 * 60, **config)
         state, metrics = trainer.train(kt)
         report = lambda p: rlhf.policy_rewards(trainer, p, ke, 1024, reference_params=sft)

@@ -21,6 +21,8 @@ import pytest
 import envs
 import jaxpg
 
+pytestmark = pytest.mark.slow
+
 N_PRODUCTS = 500
 SEEDS = 4
 EVAL_EPISODES = 2048
@@ -77,7 +79,7 @@ def test_reinforce_beats_zero_action():
     env, env_params = make_env()
     trainer = jaxpg.make_trainer(
         "reinforce", env, env_params, num_envs=64, total_timesteps=64 * 50, baseline="moving_average",
-        normalize_returns=False, gamma=1.0, lr=3e-3, progress=False,
+        normalize_returns=False, gamma=1.0, lr=3e-3,
     )
     out = train_and_score(trainer)
     zero = out["zero"].mean()
@@ -92,7 +94,6 @@ def test_grpo_beats_zero_and_random_actions():
     env, env_params = make_env()
     trainer = jaxpg.make_trainer(
         "grpo", env, env_params, num_groups=16, group_size=4, total_timesteps=64 * 50, lr=3e-3,
-        progress=False,
     )
     out = train_and_score(trainer)
     gain_zero = paired_gain(out["policy"], out["zero"])
@@ -104,7 +105,7 @@ def test_grpo_beats_zero_and_random_actions():
 def test_moving_average_baseline_is_a_bias_corrected_ema_of_earlier_batches():
     env, env_params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("reinforce", env, env_params, baseline="moving_average",
-                                 baseline_decay=0.8, progress=False)
+                                 baseline_decay=0.8)
     hparams = trainer.hparams
     extra = trainer._init_extra(None, {"policy": None}, hparams)
     batch_means = [3.0, 5.0, -1.0, 4.0]
@@ -129,7 +130,7 @@ def test_reinforce_rich_observation_full_catalog_beats_zero_action():
     env, env_params = envs.make("SearchRanking-v0")  # 10,000 products, 'rich' observation
     trainer = jaxpg.make_trainer(
         "reinforce", env, env_params, num_envs=64, total_timesteps=64 * 150, baseline="moving_average",
-        normalize_returns=False, gamma=1.0, lr=1e-3, progress=False,
+        normalize_returns=False, gamma=1.0, lr=1e-3,
     )
     out = train_and_score(trainer, seeds=4, eval_episodes=2048)
     gain = paired_gain(out["policy"], out["zero"])
@@ -141,7 +142,6 @@ def test_grpo_multi_session_beats_zero_action():
     env, env_params = make_env(multi_session=True, max_sessions=8)
     trainer = jaxpg.make_trainer(
         "grpo", env, env_params, num_groups=16, group_size=4, total_timesteps=64 * 8 * 80, lr=3e-3,
-        progress=False,
     )
     out = train_and_score(trainer)
     gain_zero = paired_gain(out["policy"], out["zero"])

@@ -574,6 +574,7 @@ def check_single_session(seed, batches):
     assert_matches_old((means[9:], ses[9:]), OLD_AGGREGATES[seed], f"seed {seed} aggregates")
 
 
+@pytest.mark.slow
 def test_fixed_action_statistics_match_the_code_before_the_speed_up():
     check_single_session(0, batches=8)  # 8,192 episodes; the slow test below runs 131,072 x 2
 

@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 
-from jaxpg.sinks import TensorBoard, WandB
+from jaxpg.run.sinks import TensorBoard, WandB
 
 RECORD = {"num_runs": 2, "name": "t", "config": {"lr_schedule": "linear", "num_envs": 4},
           "hparams_per_run": [{"lr": 1e-3}, {"lr": 3e-3}]}

@@ -9,11 +9,12 @@ import pytest
 import envs
 import jaxpg
 from jaxpg.cli import main
-from jaxpg.sweep import draw_settings, parse_distribution
+from jaxpg.run.sweep import draw_settings, parse_distribution
 
 OPTIONS = dict(num_envs=8, num_steps=16, total_timesteps=8 * 16 * 6, lr_schedule="constant")
 
 
+@pytest.mark.integration
 def test_sweep_rows_equal_the_settings_trained_one_by_one(tmp_path):
     grid = {"lr": [1e-3, 3e-3, 1e-2], "ent_coef": [0.0, 0.01]}
     rows = jaxpg.sweep("CartPole-v1", "ppo", grid=grid, seeds=2, options=OPTIONS, preset=None, out=str(tmp_path),
@@ -40,6 +41,7 @@ def test_sweep_rows_equal_the_settings_trained_one_by_one(tmp_path):
         assert row["eval_ci95"] == pytest.approx(interval, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.integration
 def test_env_grid_trains_one_setting_per_environment_parameter():
     rows = jaxpg.sweep("CartPole-v1", "reinforce", env_grid={"length": [0.25, 1.0]},
                        random={"lr": "loguniform:1e-3:1e-2"}, trials=1, seeds=2,
@@ -65,6 +67,7 @@ def test_bad_sweeps_are_refused_before_compiling():
     assert draws == draw_settings({"lr": "loguniform:1e-4:1e-2", "ent_coef": "choice:0:0.01"}, 50, seed=3)
 
 
+@pytest.mark.integration
 def test_sweep_command_prints_the_best_setting(tmp_path, capsys):
     code = main(["sweep", "CartPole-v1", "--algo", "ppo", "--grid", "lr=1e-3,1e-2", "--seeds", "2", "--no-preset",
                  "--set", "num_envs=8", "--set", "num_steps=16", "--set", "total_timesteps=256", "--eval-episodes",

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import time_to_solve as tts  # noqa: E402
-from jaxpg.metrics_files import MetricsWriter  # noqa: E402
+from jaxpg.run.metrics_files import MetricsWriter  # noqa: E402
 
 # Two seeds, six iterations: seed 0 crosses 475 at iteration 2, seed 1 at 4; their mean first
 # reaches 475 at iteration 3 (480 and 470).

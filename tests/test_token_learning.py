@@ -9,9 +9,11 @@ import pytest
 
 import envs
 import jaxpg
-from jaxpg import sft
+from jaxpg.algos import sft
 
-NET = dict(policy="transformer", transformer_dim=32, transformer_layers=2, transformer_heads=2, progress=False)
+pytestmark = pytest.mark.slow
+
+NET = dict(policy="transformer", transformer_dim=32, transformer_layers=2, transformer_heads=2)
 
 
 def test_rl_alone_lifts_partial_credit_on_copy_above_random():

@@ -10,10 +10,10 @@ import pytest
 import envs
 import jaxpg
 from envs.tokens import EOS, VOCAB_SIZE
-from jaxpg.transformer import CausalTransformer, CausalTransformerValue
+from jaxpg.core.transformer import CausalTransformer, CausalTransformerValue
 
 ENV, PARAMS = envs.make("Copy-v0", num_digits=2, reward="partial")
-TINY = dict(policy="transformer", transformer_dim=16, transformer_layers=1, transformer_heads=2, progress=False)
+TINY = dict(policy="transformer", transformer_dim=16, transformer_layers=1, transformer_heads=2)
 
 
 class Constant(nn.Module):
@@ -38,7 +38,8 @@ class LastToken(nn.Module):
 
 @pytest.mark.parametrize("algo, options", [
     ("grpo", dict(num_groups=2, group_size=2, total_timesteps=2 * 2 * 3 * 2)),
-    ("ppo", dict(num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2, update_epochs=1)),
+    pytest.param("ppo", dict(num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2, update_epochs=1),
+                 marks=pytest.mark.slow),  # the transformer PPO program compiles slowly: GRPO in the unit tier
 ])
 def test_transformer_policy_runs_init_and_step(algo, options):
     trainer = jaxpg.make_trainer(algo, ENV, PARAMS, **TINY, **options)
@@ -60,7 +61,7 @@ def test_transformer_policy_runs_init_and_step(algo, options):
 def test_custom_policy_and_value_networks_are_used():
     trainer = jaxpg.make_trainer(
         "ppo", ENV, PARAMS, policy_network=Constant(EOS), value_network=LastToken(),
-        num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2, update_epochs=1, progress=False,
+        num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2, update_epochs=1,
     )
     state = trainer.init(jax.random.key(0))
     assert set(state.params["policy"]["params"]) == {"bias"}

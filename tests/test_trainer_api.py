@@ -10,8 +10,8 @@ import envs
 import jaxpg
 
 SMALL = {
-    "reinforce": dict(num_envs=4, num_steps=64, total_timesteps=4 * 64 * 3, hidden_sizes=(16,), progress=False),
-    "ppo": dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3, hidden_sizes=(16,), progress=False),
+    "reinforce": dict(num_envs=4, num_steps=64, total_timesteps=4 * 64 * 3, hidden_sizes=(16,)),
+    "ppo": dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 3, hidden_sizes=(16,)),
 }
 
 
@@ -37,7 +37,7 @@ def trees_close(a, b, **tol):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), **tol)
 
 
-@pytest.mark.parametrize("algo", [pytest.param("reinforce", marks=pytest.mark.slow), "ppo"])  # slow: CI time
+@pytest.mark.parametrize("algo", [pytest.param("reinforce", marks=pytest.mark.integration), "ppo"])
 def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, trainers):
     trainer = trainers[algo]
     keys = jax.random.split(jax.random.key(7), 3)
@@ -135,7 +135,7 @@ def test_nan_updates_are_skipped_reported_and_nothing_is_lost():
     # CartPole's fast step passes the whole key to reset; this test env needs its own stream.
     env.step = lambda key, state, action, params=None: environment.Environment.step(env, key, state, action, params)
     trainer = jaxpg.make_trainer(
-        "ppo", env, env.default_params, num_envs=4, num_steps=128, total_timesteps=512 * 40, progress=False
+        "ppo", env, env.default_params, num_envs=4, num_steps=128, total_timesteps=512 * 40
     )
     with pytest.warns(RuntimeWarning, match="non-finite loss, gradient or parameter at .* update"):
         state, metrics = trainer.train(jax.random.key(0))

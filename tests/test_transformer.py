@@ -1,4 +1,4 @@
-"""jaxpg.transformer: causality, shapes under batch axes, the current-position contract, and a
+"""jaxpg.core.transformer: causality, shapes under batch axes, the current-position contract, and a
 tiny model that overfits Copy demonstrations by teacher forcing."""
 
 import jax
@@ -9,7 +9,7 @@ import pytest
 
 import envs
 from envs.tokens import VOCAB_SIZE as V
-from jaxpg.transformer import from_env
+from jaxpg.core.transformer import from_env
 
 ENV, ENV_PARAMS = envs.make("Copy-v0", num_digits=3)
 MODEL, VALUE = from_env(ENV, ENV_PARAMS, embed_dim=32, num_layers=2, num_heads=2)
@@ -72,6 +72,7 @@ def test_shapes_under_leading_axes(params):
         MODEL.apply(params, jnp.zeros((3, L)))
 
 
+@pytest.mark.slow
 def test_overfits_copy_demonstrations(params):
     tokens, targets, mask = ENV.demonstration_sequences(jax.random.key(0), ENV_PARAMS, 16)
     opt = optax.adam(3e-3)

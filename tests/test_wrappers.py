@@ -105,6 +105,7 @@ def test_randomized_params_step_uses_the_drawn_params():
     assert not np.allclose(wrapped_obs, nominal_obs)
 
 
+@pytest.mark.slow
 def test_randomized_params_trains_inside_a_trainer():
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer(

@@ -240,7 +240,7 @@ class TokenEnv(environment.Environment[EnvState, EnvParams]):
         prompts (a fixed key, so every policy meets the same prompts), whatever `reward` is."""
         if act is None:
             return {"values": {}}
-        from jaxpg.evaluate import episode_returns  # envs does not depend on jaxpg otherwise
+        from jaxpg.core.evaluate import episode_returns  # envs does not depend on jaxpg otherwise
 
         exact = params.replace(reward="exact")
         returns = episode_returns(self, exact, lambda obs, key: act(obs), jax.random.key(2024), 1024,

@@ -29,10 +29,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxpg import losses
-from jaxpg.advantages import returns_to_go
-from jaxpg.config import Config, hparam, redeclare, setting
-from jaxpg.trainer import Trainer, episode_limit
+from jaxpg.algos.config import Config, hparam, redeclare, setting
+from jaxpg.algos.trainer import Trainer, episode_limit
+from jaxpg.core import losses
+from jaxpg.core.advantages import returns_to_go
 
 BASELINES = ("none", "mean", "value", "moving_average")
 

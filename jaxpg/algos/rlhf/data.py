@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxpg.rollout import rollout
+from jaxpg.core.rollout import rollout
 
 # expert(obs (N, obs_dim)) -> (N, action_dim) env actions
 Expert = Callable[[jax.Array], jax.Array]

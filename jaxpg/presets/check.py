@@ -1,6 +1,7 @@
 """Training a preset over vmapped seeds and scoring it against its criterion.
 
-Used by `benchmarks/presets.py` (the table) and the slow tests (the thresholds).
+Used by `benchmarks/presets.py`, which trains every preset over 8 seeds for the README's table, and by
+the slow tier's preset test (tests/test_presets.py).
 """
 
 import time
@@ -10,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-import jaxpg
-from jaxpg.references import references
+from jaxpg.core.evaluate import evaluate
+from jaxpg.presets.build import make_trainer, trainer_after_sft
+from jaxpg.presets.references import references
 
 
 def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64) -> dict:
@@ -25,11 +27,9 @@ def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64)
     """
     env, env_params = envs.make(preset.env_id, **preset.env_options)
     if preset.sft:
-        from jaxpg.sft import trainer_after_sft
-
         trainer, _ = trainer_after_sft(preset.algo, env, env_params, preset, jax.random.key(seed))
     else:
-        trainer = jaxpg.make_trainer(preset.algo, env, env_params, preset=preset)
+        trainer = make_trainer(preset.algo, env, env_params, preset=preset)
     keys = jax.random.split(jax.random.key(seed), seeds)
     train = jax.jit(jax.vmap(trainer.train))
     started = time.perf_counter()
@@ -39,7 +39,7 @@ def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64)
     state, metrics = jax.block_until_ready(compiled(keys))
     train_seconds = time.perf_counter() - started
     eval_keys = jax.random.split(jax.random.key(seed + 1), seeds)
-    returns = np.asarray(jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, eval_episodes)))(state, eval_keys))
+    returns = np.asarray(jax.jit(jax.vmap(lambda s, k: evaluate(trainer, s, k, eval_episodes)))(state, eval_keys))
     if preset.measure == "gain_error":
         values = []
         for i in range(seeds):

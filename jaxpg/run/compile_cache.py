@@ -5,6 +5,7 @@ key), which is why `jaxpg.fit` reports progress between compiled chunks rather t
 them.
 """
 
+import contextlib
 import os
 
 import jax
@@ -20,14 +21,29 @@ def default_directory() -> str:
     return os.path.join(base, "jaxpg", "xla")
 
 
-def enable(directory: str | None = None) -> str:
-    """Turns the persistent cache on for every program, however quick to compile; returns its folder."""
+# What `enabled` sets: every program is cached, however quick to compile or small.
+_SETTINGS = {"jax_persistent_cache_min_compile_time_secs": 0.0, "jax_persistent_cache_min_entry_size_bytes": 0}
+
+
+@contextlib.contextmanager
+def enabled(directory: str | None = None, on: bool = True):
+    """Turns the persistent cache on for every program while the block runs, yielding its folder
+    (None when `on` is False), and puts JAX's settings back afterwards, so a command run inside a
+    longer process (a notebook, a test) leaves the process as it found it."""
+    if not on:
+        yield None
+        return
     directory = directory or default_directory()
     os.makedirs(directory, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return directory
+    settings = {"jax_compilation_cache_dir": directory, **_SETTINGS}
+    before = {name: getattr(jax.config, name) for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    try:
+        yield directory
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
 
 
 class CacheHits:

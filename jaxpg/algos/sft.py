@@ -1,21 +1,27 @@
-"""Supervised fine-tuning on a token task's demonstrations, then RL from it.
+"""Supervised fine-tuning: a trainer's policy fitted to demonstrations, to start RL from.
 
-    trainer = jaxpg.make_trainer("grpo", env, env_params, policy="transformer")
-    sft_params, nll = jaxpg.sft.fit_demonstrations(key, trainer)
-    rl = jaxpg.make_trainer("grpo", env, env_params, policy="transformer", policy_params=sft_params, beta=0.04)
+Two kinds of demonstrations, one loss (the negative log-likelihood of the demonstrated actions,
+minimised on `jaxpg.algos.minibatch`'s loop):
+- a token task's correct completions, by teacher forcing (`fit_demonstrations`):
 
-The policy is the trainer's own network, fitted by teacher forcing to the correct completions that
-`env.demonstration_sequences` (or `env.demonstrations`) gives, with `jaxpg.rlhf`'s minibatch loop.
-The returned parameters are what `make_trainer(..., policy_params=...)` accepts: RL starts from
-them, and GRPO and REINFORCE (with `beta > 0`) keep them as the frozen KL reference.
+      trainer = jaxpg.make_trainer("grpo", env, env_params, policy="transformer")
+      sft_params, nll = fit_demonstrations(key, trainer)
+      rl = jaxpg.make_trainer("grpo", env, env_params, policy="transformer", policy_params=sft_params, beta=0.04)
+
+- recorded `(obs, action)` pairs of an expert on a continuous task (`behaviour_cloning`, with
+  `jaxpg.rlhf.collect_demonstrations`), so the learned std matches the demonstrations' spread.
+
+The policy is the trainer's own network and action head, so the parameters returned are what
+`make_trainer(..., policy_params=...)` accepts: RL starts from them, and GRPO and REINFORCE (with
+`beta > 0`) keep them as the frozen KL reference.
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpg.evaluate import episode_returns
-from jaxpg.rlhf.fit import fit_minibatches
+from jaxpg.algos.minibatch import fit_minibatches
+from jaxpg.core.evaluate import episode_returns
 
 
 def _check(trainer):
@@ -32,7 +38,7 @@ def demonstration_data(key, trainer, num_demonstrations: int, env_params=None):
     """The teacher-forcing data for `trainer`'s policy network.
 
     Whole sequences `(tokens, next_tokens, mask)`, each `(n, L)`, when the network has
-    `sequence_logits` (one causal forward per sequence, as `jaxpg.transformer`'s); otherwise the
+    `sequence_logits` (one causal forward per sequence, as `jaxpg.core.transformer`'s); otherwise the
     episodes step by step, `(obs (n * T, L + 1), actions (n * T,), mask (n * T,))`.
     """
     env_params = trainer.env_params if env_params is None else env_params
@@ -105,16 +111,50 @@ def exact_match(trainer, policy_params, key, num_episodes: int = 1024, determini
 
     return episode_returns(trainer.env, env_params, policy, key, num_episodes).mean()
 
+# Raw action == env action only for these heads (to_env merely clips); a squashed or Beta head
+# would need the inverse of its squashing, which is infinite on the action bounds that
+# demonstrations often sit on.
+SFT_DISTRIBUTIONS = ("gaussian", "fixed_std_gaussian")
 
-def trainer_after_sft(algo: str, env, env_params, preset, key, **options):
-    """`(trainer, sft_accuracy)`: the trainer of `preset` (a `jaxpg.presets.Preset` with an `sft`
-    stage) started from a policy fitted to demonstrations with `key`, which also stays its KL
-    reference; `sft_accuracy` is that policy's greedy exact-match accuracy (1,024 fixed prompts).
-    Used by `jaxpg train` and `benchmarks/presets.py`, so both run the same two stages."""
-    import jaxpg
 
-    trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, **options)
-    policy_params, _ = jax.jit(lambda k: fit_demonstrations(k, trainer, **preset.sft))(key)
-    accuracy = float(exact_match(trainer, policy_params, jax.random.key(2024), 1024, deterministic=True))
-    trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, policy_params=policy_params, **options)
-    return trainer, accuracy
+def check_trainer(trainer) -> None:
+    """Raises `ValueError` naming the setting when `trainer`'s policy cannot be cloned."""
+    if trainer.head.kind not in SFT_DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution={trainer.head.kind!r} cannot be behaviour-cloned from env actions; "
+            f"accepted: {', '.join(SFT_DISTRIBUTIONS)}"
+        )
+    if trainer.config.normalize_observations:
+        raise ValueError(
+            "normalize_observations=True: the SFT policy sees raw observations, so the trainer "
+            "must too; accepted: False"
+        )
+
+
+def policy_nll(policy_params, trainer, demos):
+    """Mean negative log-likelihood of `demos.action` under the policy: a scalar (nats)."""
+    outputs, log_std = trainer.policy_net.apply(policy_params, demos.obs)
+    return -jnp.mean(trainer.head.log_prob(outputs, log_std, demos.action))
+
+
+def behaviour_cloning(key, trainer, demos, num_updates: int = 2000,
+                      batch_size: int = 256, lr=1e-3):
+    """Fits `trainer`'s policy to `demos` by negative log-likelihood with Adam.
+
+    Args:
+      key: PRNG key (initialisation as the trainer does it, and minibatches); vmap over it.
+      trainer: any jaxpg trainer on the environment the demonstrations come from, with a
+        Gaussian head (`SFT_DISTRIBUTIONS`) and `normalize_observations=False`.
+      demos: `Demonstrations` (leading axis M).
+      num_updates, batch_size: static positive integers; minibatches are drawn with replacement.
+      lr: Adam's learning rate; may be traced.
+
+    Returns:
+      `(policy_params, nll)`: the policy parameters (the `params["policy"]` of a `TrainState`)
+      and the `(num_updates,)` minibatch NLLs.
+    """
+    check_trainer(trainer)
+    init_key, batch_key = jax.random.split(key)
+    params = trainer.policy_net.init(init_key, demos.obs[:1])
+    loss = lambda p, batch: policy_nll(p, trainer, batch)
+    return fit_minibatches(batch_key, params, loss, demos, num_updates, batch_size, lr)

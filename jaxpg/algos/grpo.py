@@ -19,14 +19,19 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxpg import losses
-from jaxpg.advantages import ADVANTAGES, group_advantages, leave_one_out_advantages, returns_to_go
-from jaxpg.config import Config, hparam, redeclare, setting
-from jaxpg.trainer import Trainer, episode_limit
+from jaxpg.algos.config import Config, hparam, redeclare, setting
+from jaxpg.algos.trainer import Trainer, episode_limit
+from jaxpg.core import losses
+from jaxpg.core.advantages import ADVANTAGES, group_advantages, leave_one_out_advantages, returns_to_go
 
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
+
+
+def upper_clip(hparams):
+    """`clip_eps_high`, or `clip_eps` where it is NaN (the option left at None)."""
+    return jnp.where(jnp.isnan(hparams["clip_eps_high"]), hparams["clip_eps"], hparams["clip_eps_high"])
 
 @dataclasses.dataclass(frozen=True)
 class GRPOConfig(Config):
@@ -52,7 +57,7 @@ class GRPOConfig(Config):
         choices=SCALE_REWARDS,
     )
     loss_type: str = setting(
-        "grpo", "TRL's loss_type: how per-step losses are averaged (jaxpg.losses.aggregate)", "choice",
+        "grpo", "TRL's loss_type: how per-step losses are averaged (jaxpg.core.losses.aggregate)", "choice",
         choices=losses.LOSS_TYPES,
     )
     advantage: str = setting(
@@ -86,8 +91,8 @@ class GRPOConfig(Config):
     ent_coef: float = hparam(0.0, "weight of the entropy bonus", low_inclusive=True)
 
     def __post_init__(self):
-        if self.clip_eps_high is None:
-            object.__setattr__(self, "clip_eps_high", self.clip_eps)
+        # clip_eps_high=None stays None here and is NaN among the hyperparameters, resolved to
+        # clip_eps when the loss is traced: a swept or traced clip_eps then moves both bounds.
         if self.delta is None:
             object.__setattr__(self, "delta", math.inf)
         super().__post_init__()
@@ -149,7 +154,7 @@ class GRPO(Trainer):
         if self.config.importance_sampling_level == "sequence":
             log_ratio = losses.sequence_log_ratio(log_ratio, mask)
         objective, low, high = losses.clipped_surrogate(
-            log_ratio, advantages, hparams["clip_eps"], hparams["clip_eps_high"], hparams["delta"]
+            log_ratio, advantages, hparams["clip_eps"], upper_clip(hparams), hparams["delta"]
         )
         ref_outputs, ref_log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
         ref_log_prob = jax.lax.stop_gradient(self.head.log_prob(ref_outputs, ref_log_std, batch.action))

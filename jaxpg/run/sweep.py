@@ -25,9 +25,11 @@ from scipy import stats
 
 import envs
 from jaxpg import presets as preset_table
-from jaxpg.evaluate import evaluate
-from jaxpg.fit import fit
-from jaxpg.sharding import host_copy, is_main_process
+from jaxpg.core.evaluate import DEFAULT_EPISODES, evaluate
+from jaxpg.presets.build import make_trainer
+from jaxpg.run.fit import fit
+from jaxpg.run.options import RunOptions
+from jaxpg.run.sharding import host_copy, is_main_process
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
 
@@ -77,8 +79,9 @@ def product(grid: dict) -> list[dict]:
 
 def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None = None, trials: int = 0,
           env_grid: dict | None = None, seeds: int = 4, seed: int = 0, env_options: dict | None = None,
-          options: dict | None = None, preset="auto", threshold: float | None = None, eval_episodes: int = 20,
-          out: str | None = None, **fit_options) -> list[dict]:
+          options: dict | None = None, preset="auto", threshold: float | None = None,
+          eval_episodes: int = DEFAULT_EPISODES, out: str | None = None, resume: bool = False,
+          **run_options) -> list[dict]:
     """Trains every setting x seed in one `jaxpg.fit` call; returns the rows ranked best first.
 
     Args:
@@ -94,21 +97,22 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
         (`"auto"`: the environment's preset for `algo`, if any).
       threshold: the training return whose first crossing (seed mean) is reported as steps to
         threshold; default the preset's, else none.
-      eval_episodes: deterministic evaluation episodes per seed at the end.
+      eval_episodes: deterministic evaluation episodes per seed at the end, as `jaxpg train`
+        evaluates (the same default, the same keys).
       out: folder for the run (metrics, checkpoints) and `sweep.csv`, `sweep.md`, `sweep.png`.
-      fit_options: passed to `jaxpg.fit` (`checkpoint_every`, `resume`, `shard`, `progress`, ...).
+      resume: continue the sweep in `out` from its newest checkpoint.
+      run_options: `jaxpg.RunOptions` (`checkpoint_every`, `shard`, `progress`, ...).
 
     Returns:
       One dict per setting, best final evaluation return first: the setting's values, `rank`,
       `eval_mean`, `eval_ci95` (half-width of the 95% t interval over seeds), `eval_per_seed`,
       `final_train_return`, `steps_to_threshold` (None if never reached).
     """
-    import jaxpg
-
+    RunOptions.from_options(run_options)  # refused before anything is built
     env, env_params = envs.make(env_id, **(env_options or {}))
     if preset == "auto":
         preset = preset_table.find(env_id, algo, env_options)
-    trainer = jaxpg.make_trainer(algo, env, env_params, preset=preset, **(options or {}))
+    trainer = make_trainer(algo, env, env_params, preset=preset, **(options or {}))
     if threshold is None and preset is not None and getattr(preset, "measure", None) == "eval_return":
         threshold = preset.threshold
     grid, random, env_grid = dict(grid or {}), dict(random or {}), dict(env_grid or {})
@@ -142,7 +146,8 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
             lambda x: x if np.shape(x)[:1] == (num_runs,) else np.broadcast_to(x, (num_runs, *np.shape(x))),
             run_env_params)
     record = {"sweep": {"env": env_id, "algo": algo, "settings": settings, "seeds": seeds}}
-    state, metrics = fit(trainer, keys, hparams or None, run_env_params, out=out, record=record, **fit_options)
+    state, metrics = fit(trainer, keys, hparams or None, run_env_params, out=out, record=record, resume=resume,
+                         **run_options)
 
     eval_keys = jnp.concatenate([jax.random.split(jax.random.key(seed + 1), seeds)] * num_settings)
     evaluate_one = lambda s, k, p: evaluate(trainer, s, k, eval_episodes, env_params=p)
@@ -224,7 +229,7 @@ def _cell(value) -> str:
 
 def plot_settings(path: str, settings, seeds, metrics) -> None:
     """Each setting's training curve (seed mean) on one plot."""
-    from jaxpg.results import plot_runs
+    from jaxpg.run.results import plot_runs
 
     runs = []
     for i, setting in enumerate(settings):

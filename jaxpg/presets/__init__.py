@@ -26,7 +26,7 @@ class Preset:
       measure: `eval_return` (mean deterministic evaluation return per seed, at least
         `threshold`) or `gain_error` (||K - K*|| / ||K*|| of the linear policy, below it).
       threshold: the criterion every seed must meet.
-      sft: for token tasks, `jaxpg.sft.fit_demonstrations` options of a supervised stage the
+      sft: for token tasks, `jaxpg.algos.sft.fit_demonstrations` options of a supervised stage the
         CLI runs first; RL then starts from that policy and keeps it as the KL reference.
     """
 

@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxpg import losses
-from jaxpg.advantages import gae
-from jaxpg.config import Config, hparam, redeclare, setting
-from jaxpg.normalize import RunningStats
-from jaxpg.trainer import Trainer, episode_statistics
+from jaxpg.algos.config import Config, hparam, redeclare, setting
+from jaxpg.algos.trainer import Trainer, episode_statistics
+from jaxpg.core import losses
+from jaxpg.core.advantages import gae
+from jaxpg.core.normalize import RunningStats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,22 +50,6 @@ class PPOConfig(Config):
                 f"num_envs * num_steps = {self.steps_per_iteration}"
             )
 
-    @classmethod
-    def from_options(cls, options):
-        """Also takes PureJaxRL's `anneal_lr` (True: lr_schedule='linear' to 0; False: 'constant')."""
-        options = dict(options)
-        if "anneal_lr" in options:
-            anneal = options.pop("anneal_lr")
-            if "lr_schedule" in options:
-                raise ValueError(
-                    "anneal_lr and lr_schedule both given; accepted: one of them "
-                    "(anneal_lr=True is lr_schedule='linear')"
-                )
-            if not isinstance(anneal, bool):
-                raise ValueError(f"anneal_lr={anneal!r} must be True or False")
-            options["lr_schedule"] = "linear" if anneal else "constant"
-        return super().from_options(options)
-
     @property
     def updates_per_iteration(self) -> int:
         return self.update_epochs * self.num_minibatches
@@ -93,8 +77,8 @@ class PPOExtra:
 
 class PPO(Trainer):
     """Proximal policy optimisation (Schulman et al. 2017) with GAE and clipped surrogate and
-    value losses. Names follow PureJaxRL so its configs carry over; `anneal_lr=True/False` is
-    accepted for `lr_schedule="linear"/"constant"`."""
+    value losses. Names follow PureJaxRL's, except its `anneal_lr=True/False`, which is
+    `lr_schedule="linear"/"constant"` here."""
 
     algo = "ppo"
     Config = PPOConfig

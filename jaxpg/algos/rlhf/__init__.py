@@ -11,22 +11,22 @@ KL-regularised RL on the learned reward.
 Every function is pure and jittable; those taking a `key` vmap over seeds.
 """
 
-from jaxpg.rlhf.data import (
+from jaxpg.algos.rlhf.data import (
     Demonstrations,
     Preferences,
     collect_demonstrations,
     collect_preferences,
     rater_labels,
 )
-from jaxpg.rlhf.report import policy_rewards
-from jaxpg.rlhf.reward_model import (
+from jaxpg.algos.rlhf.report import policy_rewards
+from jaxpg.algos.rlhf.reward_model import (
     RewardModel,
     bradley_terry_loss,
     pairwise_accuracy,
     reward_function,
     train_reward_model,
 )
-from jaxpg.rlhf.sft import SFT_DISTRIBUTIONS, behaviour_cloning, check_trainer, policy_nll
+from jaxpg.algos.sft import SFT_DISTRIBUTIONS, behaviour_cloning, check_trainer, policy_nll
 
 __all__ = [
     "SFT_DISTRIBUTIONS", "Demonstrations", "Preferences", "RewardModel", "behaviour_cloning",

@@ -13,9 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpg.networks import MLP, orthogonal
-from jaxpg.rlhf.data import Preferences
-from jaxpg.rlhf.fit import fit_minibatches
+from jaxpg.algos.minibatch import fit_minibatches
+from jaxpg.algos.rlhf.data import Preferences
+from jaxpg.core.networks import MLP, orthogonal
 
 
 class RewardModel(nn.Module):

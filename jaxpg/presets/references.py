@@ -11,7 +11,7 @@ expert template). Wrappers forward the hook to the environment they wrap.
 import jax
 import numpy as np
 
-from jaxpg.evaluate import episode_returns
+from jaxpg.core.evaluate import episode_returns
 
 
 def references(env, env_params, act=None) -> dict:

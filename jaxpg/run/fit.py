@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxpg import metrics_files
-from jaxpg.checkpoint import Checkpoints
-from jaxpg.compile_cache import CacheHits
-from jaxpg.sharding import Layout, host_copy, is_main_process, put_keys
-from jaxpg.trainer import warn_nonfinite
+from jaxpg.algos.trainer import warn_nonfinite
+from jaxpg.run import metrics_files
+from jaxpg.run.checkpoint import Checkpoints
+from jaxpg.run.compile_cache import CacheHits
+from jaxpg.run.options import RunOptions
+from jaxpg.run.sharding import Layout, host_copy, is_main_process, put_keys
 
-ON_NONFINITE = ("skip", "stop")
 # Chunks per run when the size is chosen automatically: about 1% granularity for the progress
 # bar, and few enough calls that dispatch stays small beside the work (benchmarks/chunked.py).
 TARGET_CHUNKS = 50
@@ -47,6 +47,17 @@ class NonFiniteUpdate(RuntimeError):
             f"state before it is kept{where}"
         )
         self.run, self.iteration, self.state, self.metrics, self.checkpoint = run, iteration, state, metrics, checkpoint
+
+
+class Fitted(tuple):
+    """What `fit` returns: `(state, metrics)`, so `state, metrics = fit(...)` unpacks it, and
+    `.report`: compile and run seconds, the compile cache's hits and misses, the chunk size, the
+    iteration resumed from (None for a fresh run) and the layout used."""
+
+    def __new__(cls, state, metrics, report: dict):
+        fitted = super().__new__(cls, (state, metrics))
+        fitted.report = report
+        return fitted
 
 
 def choose_chunk_size(total: int, checkpoint_every: int | None = None) -> int:
@@ -92,10 +103,8 @@ def _run_hparams(trainer, hparams, num_runs):
     return merged, {k: None if v.shape == () else 0 for k, v in merged.items()}
 
 
-def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, chunk_size: int | None = None,
-        metrics_every: int = 1, checkpoint_every: int | None = None, keep_checkpoints: int = 3,
-        resume: bool = False, allow_changes=(), on_nonfinite: str = "skip", progress: bool = True,
-        sinks=(), record: dict | None = None, shard: str = "runs", devices=None):
+def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, resume: bool = False,
+        allow_changes=(), sinks=(), record: dict | None = None, devices=None, **options):
     """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
 
     Args:
@@ -105,50 +114,41 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       env_params: optional environment parameters, shaped like `trainer.env_params` (all runs)
         or with a leading `R` axis (one setting per run).
       out: run directory for metrics, checkpoints and sinks; None keeps metrics in memory only.
-      chunk_size: iterations per compiled call; default from `choose_chunk_size`.
-      metrics_every: keep the metrics of every k-th iteration (and the last).
-      checkpoint_every: save a checkpoint every this many iterations (and at the end); needs `out`.
-      keep_checkpoints: how many checkpoints orbax keeps.
       resume: continue from the newest checkpoint in `out` that restores (a fresh run if there is
         none); the config must match the saved one except for the fields in `allow_changes`.
       allow_changes: config fields that may differ on resume (e.g. `("total_timesteps",)`).
-      on_nonfinite: `skip` (skip the update, flag it and warn) or `stop` (raise
-        `NonFiniteUpdate` at the first one, keeping and saving the state before it).
-      progress: show a progress bar (iteration, env steps/s, latest return, ETA).
-      sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.sinks`).
+      sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.run.sinks`),
+        beside those the options ask for (`tensorboard`, `wandb`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
-      shard: `"runs"` lays the runs over the devices (a run count the device count does not
-        divide is padded and the padding dropped), `"envs"` splits every run's environments over
-        them. A fixed layout gives the same bits in one process or many; another device count
-        matches to float rounding (`jaxpg.sharding` says why).
       devices: the devices to use; default every device of every process (`jax.devices()`).
         On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
         process 0 writes the metrics files and feeds the sinks.
+      **options: the run options, `jaxpg.RunOptions` (`chunk_size`, `metrics_every`,
+        `checkpoint_every`, `keep_checkpoints`, `on_nonfinite`, `shard`, `progress`,
+        `tensorboard`, `wandb`), checked against their declaration before anything compiles.
+        `shard="runs"` pads a run count the device count does not divide and drops the padding;
+        a fixed layout gives the same bits in one process or many (`jaxpg.run.sharding`).
 
     Returns:
       `(state, metrics)`: the final batched `TrainState` (global arrays on the layout's devices;
       host arrays when runs were padded) and the kept metrics as host arrays `(R, rows)`,
-      `metrics["iteration"]` saying which iterations they are. `fit.last_report` holds compile
-      and run seconds, the compile cache's hits and the layout used.
+      `metrics["iteration"]` saying which iterations they are, as a `Fitted` whose `.report`
+      holds compile and run seconds, the compile cache's hits and the layout used.
     """
-    if on_nonfinite not in ON_NONFINITE:
-        raise ValueError(f"on_nonfinite={on_nonfinite!r} is unknown; accepted: {', '.join(ON_NONFINITE)}")
+    options = RunOptions.from_options(options)
+    chunk_size, metrics_every, checkpoint_every = options.chunk_size, options.metrics_every, options.checkpoint_every
+    on_nonfinite = options.on_nonfinite
     if checkpoint_every is not None and out is None:
         raise ValueError("checkpoint_every needs out (a run directory)")
     keys = jnp.asarray(keys)
     if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) or keys.ndim != 1:
         raise ValueError("keys must be a 1-D array of typed PRNG keys, e.g. jax.random.split(jax.random.key(0), 8)")
-    for name, value in (("chunk_size", chunk_size), ("metrics_every", metrics_every),
-                        ("checkpoint_every", checkpoint_every), ("keep_checkpoints", keep_checkpoints)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}={value!r} must be a positive integer")
+    sinks = [*sinks, *options.sinks(out)]
     num_runs, total = keys.shape[0], trainer.total_iterations
     run_hparams, hparam_axes = _run_hparams(trainer, hparams, num_runs)
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
     chunk_size = chunk_size or choose_chunk_size(total, checkpoint_every)
-    if checkpoint_every and checkpoint_every % chunk_size:
-        raise ValueError(f"chunk_size={chunk_size} must divide checkpoint_every={checkpoint_every}")
-    layout = Layout.make(shard, num_runs, getattr(trainer.config, "num_envs", None), devices)
+    layout = Layout.make(options.shard, num_runs, getattr(trainer.config, "num_envs", None), devices)
     main = is_main_process()
 
     # Inputs enter as global arrays, padded to the layout's run count.
@@ -175,7 +175,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     started = time.perf_counter()
     config_record = _json(trainer.config.as_dict())
     hparams_record = _json({k: np.broadcast_to(v, (num_runs,)).tolist() for k, v in run_hparams.items()})
-    checkpoints = Checkpoints(out, keep_checkpoints) if out is not None else None
+    checkpoints = Checkpoints(out, options.keep_checkpoints) if out is not None else None
     # Process 0 writes the metrics files; the others keep the (identical, gathered) rows in memory.
     writer = metrics_files.MetricsWriter(out, num_runs) if out is not None and main else None
     restored = None
@@ -226,7 +226,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
 
     compile_chunks, in_memory = 0.0, []
     bar = tqdm(total=total, initial=done, unit="it", desc=f"{trainer.algo} x {num_runs}",
-               dynamic_ncols=True, disable=not (progress and main))
+               dynamic_ncols=True, disable=not (options.progress and main))
     run_started, steps_at_start = time.perf_counter(), done
     try:
         while done < total:
@@ -278,16 +278,13 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     if on_nonfinite == "skip":
         warn_nonfinite(metrics.get("nonfinite", np.zeros((num_runs, 0), bool)))
     hits_after = cache.snapshot()
-    fit.last_report = {
+    report = {
         "compile_seconds": compile_init + compile_chunks, "run_seconds": run_seconds,
         "chunk_size": chunk_size, "resumed_from": restored[0] if restored is not None else None,
         "compile_cache_hits": hits_after[0] - hits_before[0], "compile_cache_misses": hits_after[1] - hits_before[1],
         "shard": layout.mode, "num_devices": layout.num_devices, "padded_runs": layout.padded_runs,
     }
-    return layout.unpad(state), metrics
-
-
-fit.last_report = {}
+    return Fitted(layout.unpad(state), metrics, report)
 
 
 def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):
@@ -312,12 +309,19 @@ def _collect(writer, out, in_memory):
     return {k: np.concatenate([c[k] for c in in_memory], axis=1) for k in in_memory[0]}
 
 
+def _same(a, b) -> bool:
+    """Equal as JSON values, NaN equal to NaN (an unset hyperparameter that follows another)."""
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(np.asarray(a, float), np.asarray(b, float), equal_nan=True)
+
+
 def _check_same_run(saved, config, hparams, keys, allow_changes):
     """Refuses to resume a run with another config, hyperparameters or keys, naming what differs."""
     differing = [k for k in sorted(set(saved["config"]) | set(config))
                  if saved["config"].get(k) != config.get(k) and k not in allow_changes]
     differing += [f"hparams.{k}" for k in sorted(set(saved["hparams"]) | set(hparams))
-                  if saved["hparams"].get(k) != hparams.get(k) and k not in allow_changes]
+                  if not _same(saved["hparams"].get(k), hparams.get(k)) and k not in allow_changes]
     if saved["initial_keys"] != np.asarray(jax.random.key_data(keys)).tolist():
         differing.append("keys (seeds)")
     if differing:

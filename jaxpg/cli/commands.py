@@ -18,12 +18,17 @@ import numpy as np
 
 import envs
 import jaxpg
-from jaxpg import compile_cache, presets, results
-from jaxpg.checkpoint import Checkpoints
-from jaxpg.references import references, score_policies
-from jaxpg.sharding import SHARD_MODES, host_copy, is_main_process
+from jaxpg import presets
+from jaxpg.core.evaluate import DEFAULT_EPISODES
+from jaxpg.presets.references import references, score_policies
+from jaxpg.run import compile_cache, results
+from jaxpg.run import options as run_options
+from jaxpg.run.checkpoint import Checkpoints
+from jaxpg.run.sharding import host_copy, is_main_process
 
 RUN_FILE = "run.json"
+# The run option a resume may change: whether progress is shown, never how the run is cut or kept.
+RESUME_OPTIONS = ("progress",)
 
 
 def parse_assignment(text: str):
@@ -48,8 +53,8 @@ def parse_list(text: str):
         raise argparse.ArgumentTypeError(f"{name}: values must be numbers, got {values!r}") from None
 
 
-def _add_run_options(parser):
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+def _add_process_options(parser):
+    """The flags of the process rather than the run: joining a multi-process job, the compile cache."""
     parser.add_argument("--coordinator", metavar="HOST:PORT",
                         help="train across processes: process 0's address (jax.distributed.initialize)")
     parser.add_argument("--num-processes", type=int, metavar="N", help="processes in the job (with --coordinator)")
@@ -74,25 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
                        default=[], metavar="KEY=VALUE", help="environment option for envs.make")
     train.add_argument("--preset", default=None, help="preset name (default: the one for ENV and ALGO)")
     train.add_argument("--no-preset", action="store_true", help="the algorithm's own defaults, no preset")
-    train.add_argument("--eval-episodes", type=int, default=100)
+    train.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
+                       help="evaluation episodes per seed after training")
     train.add_argument("--out", default=None, help="output folder (default runs/ENV-ALGO)")
-    train.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
-                       help="checkpoint every N iterations (the final state is always saved)")
-    train.add_argument("--chunk-size", type=int, default=None, metavar="N", help="iterations per compiled call")
-    train.add_argument("--metrics-every", type=int, default=1, metavar="K", help="keep every K-th iteration's metrics")
-    train.add_argument("--on-nonfinite", default="skip", choices=("skip", "stop"),
-                       help="skip (and flag) a NaN/inf update, or stop the run there keeping the state before it")
-    train.add_argument("--tensorboard", action="store_true",
-                       help="also write TensorBoard event files (jaxpg[tensorboard])")
-    train.add_argument("--wandb", action="store_true", help="also log to Weights & Biases, offline (jaxpg[wandb])")
-    train.add_argument("--shard", default="runs", choices=SHARD_MODES,
-                       help="lay the seeds over the devices (runs), or split each seed's environments over them (envs)")
-    _add_run_options(train)
+    run_options.add_flags(train)
+    _add_process_options(train)
     resume = commands.add_parser("resume", help="continue a run from its latest complete checkpoint")
     resume.add_argument("dir")
     resume.add_argument("--override", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
                         help="change a trainer option on resume, e.g. total_timesteps=2000000")
-    _add_run_options(resume)
+    run_options.add_flags(resume, RESUME_OPTIONS)
+    _add_process_options(resume)
     evaluate = commands.add_parser("eval", help="evaluate a run's latest checkpoint")
     evaluate.add_argument("dir")
     evaluate.add_argument("--episodes", type=int, default=100)
@@ -114,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="KEY=VALUE", help="environment option for envs.make")
     sweep.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
     sweep.add_argument("--threshold", type=float, default=None, help="training return for steps-to-threshold")
-    sweep.add_argument("--eval-episodes", type=int, default=20)
+    sweep.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
+                       help="evaluation episodes per seed and setting (the same protocol as train)")
     sweep.add_argument("--out", default=None, help="output folder (default runs/sweep-ENV-ALGO)")
-    sweep.add_argument("--checkpoint-every", type=int, default=None, metavar="N")
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its checkpoint")
-    sweep.add_argument("--shard", default="runs", choices=SHARD_MODES)
-    _add_run_options(sweep)
+    run_options.add_flags(sweep)
+    _add_process_options(sweep)
     plot = commands.add_parser("plot", help="overlay the learning curves of runs")
     plot.add_argument("dirs", nargs="+")
     plot.add_argument("--out", required=True, help="PNG file to write")
@@ -144,7 +141,7 @@ def build_run(spec: dict):
     preset = presets.get(spec["preset"], spec["algo"]) if spec["preset"] else None
     trainer = jaxpg.make_trainer(spec["algo"], env, env_params, preset=preset, **spec["options"])
     if preset is not None and preset.sft:
-        from jaxpg.sft import trainer_after_sft
+        from jaxpg.algos.sft import trainer_after_sft
 
         started = time.perf_counter()
         trainer, accuracy = trainer_after_sft(spec["algo"], env, env_params, preset, jax.random.key(spec["base_seed"]),
@@ -187,10 +184,9 @@ def train_command(args) -> int:
     spec = {
         "env": args.env, "env_options": env_options, "algo": args.algo, "preset": preset.name if preset else None,
         "options": dict(args.options), "seeds": args.seeds, "base_seed": args.seed,
-        "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every,
-        "chunk_size": args.chunk_size, "metrics_every": args.metrics_every, "on_nonfinite": args.on_nonfinite,
-        "tensorboard": args.tensorboard, "wandb": args.wandb, "shard": args.shard,
+        "eval_episodes": args.eval_episodes, "run_options": run_options.from_args(args),
     }
+    run_options.RunOptions.from_options(spec["run_options"])  # refused here, before anything is built
     trainer, preset = build_run(spec)  # every option is checked here, before anything is written
     out = args.out or fresh_folder(os.path.join("runs", f"{args.env}-{args.algo}"))
     if holds_run(out):
@@ -220,34 +216,31 @@ def resume_command(args) -> int:
 
 
 def run(trainer, spec: dict, out: str, args, resume: bool, allow_changes) -> int:
-    cache_dir = None if args.no_compile_cache else compile_cache.enable()
+    with compile_cache.enabled(on=not args.no_compile_cache) as cache_dir:
+        return _run(trainer, spec, out, args, resume, allow_changes, cache_dir)
+
+
+def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache_dir) -> int:
     steps = trainer.total_iterations * trainer.steps_per_iteration
     say(
         f"jaxpg: {spec['algo']} on {spec['env']}, {spec['seeds']} seed(s) x {steps:,} env steps "
         f"({trainer.total_iterations} iterations) on {results.device_description()}"
         + (f" in {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
-    sinks = []
-    if spec.get("tensorboard") or spec.get("wandb"):
-        from jaxpg import sinks as backends  # optional backends load only when asked for
-
-        sinks += [backends.TensorBoard(out)] if spec.get("tensorboard") else []
-        sinks += [backends.WandB(out)] if spec.get("wandb") else []
     keys = jax.random.split(jax.random.key(spec["base_seed"]), spec["seeds"])
     record = {"env": spec["env"], "env_options": spec["env_options"], "algo": spec["algo"],
               "preset": spec["preset"], "name": os.path.basename(os.path.abspath(out)), "versions": results.versions()}
     started = time.perf_counter()
     try:
-        state, metrics = jaxpg.fit(
-            trainer, keys, out=out, chunk_size=spec["chunk_size"], metrics_every=spec["metrics_every"],
-            checkpoint_every=spec["checkpoint_every"], resume=resume, allow_changes=allow_changes,
-            on_nonfinite=spec["on_nonfinite"], progress=not args.no_progress, sinks=sinks, record=record,
-            shard=spec.get("shard", "runs"),
-        )
+        # The run's options as saved, with what this command line may change on resume.
+        options = {**spec["run_options"], **run_options.from_args(args, RESUME_OPTIONS)}
+        fitted = jaxpg.fit(trainer, keys, out=out, resume=resume, allow_changes=allow_changes, record=record,
+                           **options)
+        state, metrics = fitted
     except jaxpg.NonFiniteUpdate as stop:
         say(f"jaxpg: {stop}. Metrics up to there are in {out}/metrics.csv.", file=sys.stderr)
         return 3
-    report = dict(jaxpg.fit.last_report, wall_seconds=time.perf_counter() - started, compile_cache_dir=cache_dir,
+    report = dict(fitted.report, wall_seconds=time.perf_counter() - started, compile_cache_dir=cache_dir,
                   num_processes=jax.process_count())
     # Evaluation runs on each process's own device from a host copy (every process takes part in
     # the gather); process 0 alone writes and prints.
@@ -379,17 +372,20 @@ def eval_command(args) -> int:
 
 
 def sweep_command(args) -> int:
-    from jaxpg.sweep import sweep
+    with compile_cache.enabled(on=not args.no_compile_cache) as cache_dir:
+        return _sweep(args, cache_dir)
 
-    cache_dir = None if args.no_compile_cache else compile_cache.enable()
+
+def _sweep(args, cache_dir) -> int:
+    from jaxpg.run.sweep import sweep
+
     out = args.out or fresh_folder(os.path.join("runs", f"sweep-{args.env}-{args.algo}"))
     os.makedirs(out, exist_ok=True)
     rows = sweep(
         args.env, args.algo, grid=dict(args.grid), random=dict(args.random), trials=args.trials,
         env_grid=dict(args.env_grid), seeds=args.seeds, seed=args.seed, env_options=dict(args.env_options),
         options=dict(args.options), preset=None if args.no_preset else "auto", threshold=args.threshold,
-        eval_episodes=args.eval_episodes, out=out, checkpoint_every=args.checkpoint_every, resume=args.resume,
-        shard=args.shard, progress=not args.no_progress,
+        eval_episodes=args.eval_episodes, out=out, resume=args.resume, **run_options.from_args(args),
     )
     if is_main_process():
         print(open(os.path.join(out, "sweep.md")).read())

@@ -16,13 +16,12 @@ import optax
 from flax import struct
 
 from envs.wrappers import TimeLimit
-from jaxpg.config import Config
-from jaxpg.distributions import make_action_head
-from jaxpg.networks import PolicyNetwork, ValueNetwork
-from jaxpg.normalize import RunningStats
-from jaxpg.progress import make_reporter
-from jaxpg.rollout import rollout
-from jaxpg.transformer import from_env
+from jaxpg.algos.config import Config
+from jaxpg.core.distributions import make_action_head
+from jaxpg.core.networks import PolicyNetwork, ValueNetwork
+from jaxpg.core.normalize import RunningStats
+from jaxpg.core.rollout import rollout
+from jaxpg.core.transformer import from_env
 
 
 @struct.dataclass
@@ -101,7 +100,7 @@ class Trainer:
         Args:
           env, env_params: a gymnax environment and its parameters.
           policy_params: optional initial policy parameters, e.g. an SFT policy from
-            `jaxpg.sft.fit_demonstrations` or `jaxpg.rlhf.behaviour_cloning`; for algorithms with
+            `jaxpg.algos.sft.fit_demonstrations` or `jaxpg.rlhf.behaviour_cloning`; for algorithms with
             a KL term they are also the frozen reference. They must fit the policy network.
           policy_network: optional flax module replacing the one `policy` picks. Called as
             `module.apply(params, obs) -> (outputs, log_std)` with `obs` of shape
@@ -125,7 +124,7 @@ class Trainer:
                 "accepted for Discrete actions: policy='mlp'"
             )
         self.config = config
-        self.hparams = {k: jnp.asarray(getattr(config, k), jnp.float32) for k in config.hparam_names()}
+        self.hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hparam_values().items()}
         obs_spec = jax.eval_shape(env.reset, jax.random.key(0), env_params)[0]
         obs_shape = obs_spec.shape
         self.obs_shape = tuple(obs_shape)
@@ -146,7 +145,6 @@ class Trainer:
                     f"shaped {shapes(expected)}"
                 )
         self._initial_policy_params = policy_params
-        self._reporter = make_reporter(self.total_iterations, self.steps_per_iteration, self.algo)
         self._init_jit = jax.jit(self._init)
         self._step_jit = jax.jit(self._step)
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
@@ -358,15 +356,7 @@ class Trainer:
         return self._step_jit(state, self._env_params(env_params))
 
     def _iterate(self, state, env_params, n: int):
-        def body(state, _):
-            iteration = state.iteration
-            state, metrics = self._step(state, env_params)
-            if self.config.progress:
-                ack = self._reporter(iteration, metrics["episode_return"])
-                state = state.replace(iteration=state.iteration + ack)
-            return state, metrics
-
-        return jax.lax.scan(body, state, None, length=n)
+        return jax.lax.scan(lambda state, _: self._step(state, env_params), state, None, length=n)
 
     def iterate(self, state: TrainState, n: int, env_params=None):
         """`n` iterations from `state` as one `lax.scan`: `(state, metrics)`.

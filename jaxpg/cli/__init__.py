@@ -1,4 +1,4 @@
-"""`jaxpg`: the command line (`jaxpg train ENV ...`, `resume`, `eval`, `plot`; `jaxpg.commands`).
+"""`jaxpg`: the command line (`jaxpg train ENV ...`, `resume`, `eval`, `plot`; `jaxpg.cli.commands`).
 
 A multi-process job (`--coordinator HOST:PORT --num-processes N --process-id I`) must be joined
 before anything starts a JAX backend, and importing gymnax does (it builds arrays at import), so
@@ -38,10 +38,6 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"jaxpg: error: {error}", file=sys.stderr)
         return 2
-    from jaxpg import commands
+    from jaxpg.cli import commands
 
     return commands.main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

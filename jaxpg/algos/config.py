@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from jaxpg.distributions import DISTRIBUTIONS
-from jaxpg.networks import ACTIVATIONS, POLICIES
+from jaxpg.core.distributions import DISTRIBUTIONS
+from jaxpg.core.networks import ACTIVATIONS, POLICIES
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "exponential")
 
@@ -126,43 +126,14 @@ def redeclare(config_class, name: str, default, doc: str | None = None):
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Options every algorithm has. Subclasses add theirs and override `validate`."""
+class Declared:
+    """A frozen dataclass whose fields are declared with `setting`/`hparam`: building one checks
+    every field against its `Spec` (then `validate`), and its help, table and docstring come from
+    the same declaration. `Config` (a trainer's options) and `jaxpg.run.options.RunOptions` (a
+    run's) are the two."""
 
-    algo: ClassVar[str] = "base"
-
-    num_envs: int = setting(16, "parallel environments")
-    num_steps: int = setting(128, "environment steps per environment per iteration")
-    total_timesteps: int = setting(500_000, "environment steps of the whole run (per seed)")
-    max_episode_steps: int | None = setting(
-        None, "training episodes are truncated after this many steps (None: the env's own limit); PPO "
-        "bootstraps the cut from its value, so its target stays the same", optional=True,
-    )
-    hidden_sizes: tuple = setting((64, 64), "hidden layer sizes of the policy and value MLPs", "sizes")
-    activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
-    policy: str = setting(
-        "mlp", "policy network: mlp; linear (a = K obs, no bias, K from 0; continuous actions); or "
-        "transformer (jaxpg.transformer's causal transformer over a token env's buffer, value too)",
-        "choice", choices=POLICIES,
-    )
-    transformer_dim: int = setting(64, "policy='transformer': embedding width (a multiple of transformer_heads)")
-    transformer_layers: int = setting(2, "policy='transformer': attention blocks")
-    transformer_heads: int = setting(4, "policy='transformer': attention heads per block")
-    distribution: str | None = setting(
-        None, "action distribution; None picks categorical for Discrete, gaussian for Box",
-        "choice", choices=DISTRIBUTIONS, optional=True,
-    )
-    init_std: float = setting(1.0, "initial standard deviation of Gaussian policies", "float")
-    normalize_observations: bool = setting(False, "standardise observations by running statistics", "bool")
-    progress: bool = setting(
-        False, "in-graph progress bar (a host callback; jaxpg.fit shows progress without one)", "bool"
-    )
-    lr_schedule: str = setting(
-        "constant", "learning-rate schedule from lr to lr_end over all updates", "choice", choices=LR_SCHEDULES
-    )
-    lr: float = hparam(1e-3, "Adam learning rate (the schedule's start)")
-    lr_end: float = hparam(0.0, "learning rate at the last update (linear, cosine, exponential)", low_inclusive=True)
-    max_grad_norm: float = hparam(1.0, "gradients are clipped to this global norm")
+    # What error messages call the owner of the options (an algorithm's name, "run").
+    owner: ClassVar[str] = "options"
 
     def __post_init__(self):
         for name, spec in self.specs().items():
@@ -171,13 +142,10 @@ class Config:
 
     def validate(self) -> None:
         """Checks that involve several options; raises `ValueError` naming them."""
-        if self.transformer_dim % self.transformer_heads:
-            raise ValueError(
-                f"transformer_dim={self.transformer_dim} must be a multiple of transformer_heads="
-                f"{self.transformer_heads}"
-            )
-        if self.lr_schedule == "exponential":
-            check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
+
+    @classmethod
+    def owner_name(cls) -> str:
+        return cls.owner
 
     @classmethod
     def specs(cls) -> dict[str, Spec]:
@@ -189,7 +157,7 @@ class Config:
 
     @classmethod
     def from_options(cls, options: Mapping):
-        """Builds the config from keyword options, refusing unknown names."""
+        """Builds the instance from keyword options, refusing unknown names."""
         specs = cls.specs()
         unknown = sorted(set(options) - set(specs))
         if unknown:
@@ -197,11 +165,13 @@ class Config:
                 f"{name!r} -> {close[0]!r}"
                 for name in unknown if (close := difflib.get_close_matches(name, specs, n=1))
             ]
+            accepted = f"accepted settings: {sorted(n for n, s in specs.items() if not s.traced)}"
+            if cls.hparam_names():
+                accepted += f"; accepted hyperparameters: {sorted(cls.hparam_names())}"
             raise ValueError(
-                f"{cls.algo}: unknown option(s) {unknown}"
+                f"{cls.owner_name()}: unknown option(s) {unknown}"
                 + (f" (did you mean {', '.join(hints)}?)" if hints else "")
-                + f"; accepted settings: {sorted(n for n, s in specs.items() if not s.traced)}; "
-                f"accepted hyperparameters: {sorted(cls.hparam_names())}"
+                + f"; {accepted}"
             )
         return cls(**options)
 
@@ -210,35 +180,6 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def check_hparams(self, hparams: Mapping) -> None:
-        """Checks a user's hyperparameter overrides: names, then every concrete value."""
-        if not isinstance(hparams, Mapping):
-            raise ValueError(f"{self.algo}: hparams must be a dict of numbers, got {type(hparams).__name__}")
-        specs = self.specs()
-        unknown = sorted(set(hparams) - set(self.hparam_names()))
-        if unknown:
-            raise ValueError(
-                f"{self.algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(self.hparam_names())}"
-            )
-        for name, value in hparams.items():
-            check_number(name, value, specs[name])
-        if self.lr_schedule == "exponential" and "lr_end" in hparams:
-            check_number("lr_end", hparams["lr_end"], Spec("", True, "float", (0.0, math.inf, False, False)))
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def total_iterations(self) -> int:
-        """Iterations (rollout and update) of the whole run."""
-        return max(1, self.total_timesteps // self.steps_per_iteration)
-
-    @property
-    def updates_per_iteration(self) -> int:
-        """Optimiser steps per iteration; learning-rate schedules count these."""
-        return 1
 
     @classmethod
     def table(cls) -> str:
@@ -259,3 +200,88 @@ class Config:
             tag = "traced" if spec.traced else "static"
             lines.append(f"  {field.name} ({tag}, default {field.default!r}; {spec.accepted()}): {spec.doc}")
         return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(Declared):
+    """Options every algorithm has. Subclasses add theirs and override `validate`."""
+
+    algo: ClassVar[str] = "base"
+
+    @classmethod
+    def owner_name(cls) -> str:
+        return cls.algo
+
+    num_envs: int = setting(16, "parallel environments")
+    num_steps: int = setting(128, "environment steps per environment per iteration")
+    total_timesteps: int = setting(500_000, "environment steps of the whole run (per seed)")
+    max_episode_steps: int | None = setting(
+        None, "training episodes are truncated after this many steps (None: the env's own limit); PPO "
+        "bootstraps the cut from its value, so its target stays the same", optional=True,
+    )
+    hidden_sizes: tuple = setting((64, 64), "hidden layer sizes of the policy and value MLPs", "sizes")
+    activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
+    policy: str = setting(
+        "mlp", "policy network: mlp; linear (a = K obs, no bias, K from 0; continuous actions); or "
+        "transformer (jaxpg.core.transformer's causal transformer over a token env's buffer, value too)",
+        "choice", choices=POLICIES,
+    )
+    transformer_dim: int = setting(64, "policy='transformer': embedding width (a multiple of transformer_heads)")
+    transformer_layers: int = setting(2, "policy='transformer': attention blocks")
+    transformer_heads: int = setting(4, "policy='transformer': attention heads per block")
+    distribution: str | None = setting(
+        None, "action distribution; None picks categorical for Discrete, gaussian for Box",
+        "choice", choices=DISTRIBUTIONS, optional=True,
+    )
+    init_std: float = setting(1.0, "initial standard deviation of Gaussian policies", "float")
+    normalize_observations: bool = setting(False, "standardise observations by running statistics", "bool")
+    lr_schedule: str = setting(
+        "constant", "learning-rate schedule from lr to lr_end over all updates", "choice", choices=LR_SCHEDULES
+    )
+    lr: float = hparam(1e-3, "Adam learning rate (the schedule's start)")
+    lr_end: float = hparam(0.0, "learning rate at the last update (linear, cosine, exponential)", low_inclusive=True)
+    max_grad_norm: float = hparam(1.0, "gradients are clipped to this global norm")
+
+    def validate(self) -> None:
+        """Checks that involve several options; raises `ValueError` naming them."""
+        if self.transformer_dim % self.transformer_heads:
+            raise ValueError(
+                f"transformer_dim={self.transformer_dim} must be a multiple of transformer_heads="
+                f"{self.transformer_heads}"
+            )
+        if self.lr_schedule == "exponential":
+            check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
+
+    def check_hparams(self, hparams: Mapping) -> None:
+        """Checks a user's hyperparameter overrides: names, then every concrete value."""
+        if not isinstance(hparams, Mapping):
+            raise ValueError(f"{self.algo}: hparams must be a dict of numbers, got {type(hparams).__name__}")
+        specs = self.specs()
+        unknown = sorted(set(hparams) - set(self.hparam_names()))
+        if unknown:
+            raise ValueError(
+                f"{self.algo}: unknown hyperparameter(s) {unknown}; accepted: {sorted(self.hparam_names())}"
+            )
+        for name, value in hparams.items():
+            check_number(name, value, specs[name])
+        if self.lr_schedule == "exponential" and "lr_end" in hparams:
+            check_number("lr_end", hparams["lr_end"], Spec("", True, "float", (0.0, math.inf, False, False)))
+
+    def hparam_values(self) -> dict[str, float]:
+        """The hyperparameters as the floats `TrainState.hparams` starts from: an optional one left
+        at None (a default that follows another hyperparameter) is NaN, resolved where traced."""
+        return {k: math.nan if getattr(self, k) is None else getattr(self, k) for k in self.hparam_names()}
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations (rollout and update) of the whole run."""
+        return max(1, self.total_timesteps // self.steps_per_iteration)
+
+    @property
+    def updates_per_iteration(self) -> int:
+        """Optimiser steps per iteration; learning-rate schedules count these."""
+        return 1

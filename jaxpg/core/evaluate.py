@@ -5,6 +5,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+# Evaluation episodes per run when nobody says otherwise: `evaluate`, `jaxpg train` and `jaxpg sweep`
+# share it, so a sweep's row and the same setting trained alone report the same protocol.
+DEFAULT_EPISODES = 100
 
 def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: int | None = None):
     """Undiscounted returns of `num_episodes` fresh episodes under `policy` (first episodes only).
@@ -57,7 +60,7 @@ def _evaluate(trainer, state, key, env_params, num_episodes, deterministic, max_
     return episode_returns(trainer.env, env_params, policy, key, num_episodes, max_steps)
 
 
-def evaluate(trainer, state, key, num_episodes: int = 100, deterministic: bool = True, max_steps=None,
+def evaluate(trainer, state, key, num_episodes: int = DEFAULT_EPISODES, deterministic: bool = True, max_steps=None,
              env_params=None):
     """Undiscounted returns of `num_episodes` fresh episodes under `state`'s policy.
 
