@@ -66,15 +66,15 @@ def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
 @pytest.mark.parametrize("algo", ["ppo", pytest.param("grpo", marks=pytest.mark.integration)])
 def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_path):
     trainer = trainers[algo]
-    keys = jax.random.split(jax.random.key(3), 2)
+    # Three runs in chunks of 4, as in the test above, so PPO's programs are compiled once for both.
+    keys = jax.random.split(jax.random.key(3), 3)
     whole_dir, parts_dir = str(tmp_path / "whole"), str(tmp_path / "parts")
-    whole, whole_metrics = jaxpg.fit(trainer, keys, out=whole_dir, chunk_size=2, checkpoint_every=2, progress=False)
-    jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False)
+    whole, whole_metrics = jaxpg.fit(trainer, keys, out=whole_dir, chunk_size=4, checkpoint_every=4, progress=False)
+    jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=4, checkpoint_every=4, progress=False)
     # Roll the second run back to its checkpoint at iteration 4, as if killed after it, with
     # metrics rows written past it that the resume must drop.
-    for step in ("6", "8"):
-        shutil.rmtree(os.path.join(parts_dir, "checkpoints", step))
-    fitted = jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False, resume=True)
+    shutil.rmtree(os.path.join(parts_dir, "checkpoints", "8"))
+    fitted = jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=4, checkpoint_every=4, progress=False, resume=True)
     resumed, resumed_metrics = fitted
     assert fitted.report["resumed_from"] == 4
     assert bitwise_equal(whole, resumed)

@@ -108,6 +108,7 @@ class NeverEOS(nn.Module):
         return jnp.broadcast_to(bias, obs.shape[:-1] + (VOCAB_SIZE,)), jnp.zeros(())
 
 
+@pytest.mark.integration
 def test_token_options_reach_the_update():
     """mask_truncated_completions leaves never-terminated members out (no gradient at all when
     every member is truncated); delta and advantage='rloo' are accepted and stored."""

@@ -307,7 +307,7 @@ SEEDS, DESTABILISED = 4, 1
 # long returns; it bootstraps on truncation, so its target is the infinite-horizon K*.
 REINFORCE_1D = dict(
     env=dict(horizon=20),
-    config=dict(num_envs=1024, baseline="mean", distribution="fixed_std_gaussian", init_std=0.5,
+    config=dict(num_envs=1024, baseline="none", distribution="fixed_std_gaussian", init_std=0.5,
                 hidden_sizes=(8,)),
     lrs=(0.02, 0.001, 200),
 )

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import envs
 from envs import lqr
@@ -25,6 +26,7 @@ def test_lqr_references_are_exact():
     assert abs(scored["riccati"] - expected) < 0.05 * abs(expected)
 
 
+@pytest.mark.integration
 def test_search_ranking_offers_its_reference_policies_and_gymnax_envs_none():
     env, params = envs.make("SearchRanking-v0", n_products=200)
     found = references(env, params)

@@ -114,6 +114,7 @@ def test_sft_rejects_heads_it_cannot_clone():
         rlhf.behaviour_cloning(jax.random.key(0), trainer, demos)
 
 
+@pytest.mark.integration
 def test_learned_reward_wrapper_replaces_the_reward_and_keeps_the_true_one():
     env, params = envs.make("CartPole-v1")
     wrapped = LearnedReward(env, lambda obs, action: 10.0 * obs[2] + action)
@@ -142,6 +143,7 @@ def cartpole_reinforce():
     return env, params, jaxpg.make_trainer("reinforce", env, params, **SMALL_REINFORCE)
 
 
+@pytest.mark.integration
 def test_reinforce_kl_penalty(cartpole_reinforce):
     _, _, trainer = cartpole_reinforce
     # beta = 0 leaves the rewards bit for bit as they are, so everything downstream (returns,
@@ -163,6 +165,7 @@ def test_reinforce_kl_penalty(cartpole_reinforce):
     assert np.asarray(metrics["kl_to_reference"])[-1] > 0
 
 
+@pytest.mark.integration
 def test_reinforce_policy_params_and_bad_weights_are_checked(cartpole_reinforce):
     env, params, base = cartpole_reinforce
     start = jax.tree.map(lambda x: x + 0.1, base.init(jax.random.key(1)).params["policy"])
@@ -191,7 +194,7 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
     params = env.default_params
     expert = lambda obs: obs @ TargetBandit.targets + 0.8
     model = rlhf.RewardModel((32,), action_scale=3.0)
-    config = {"grpo": dict(num_groups=16, group_size=4), "reinforce": dict(num_envs=64, baseline="mean")}[algo]
+    config = {"grpo": dict(num_groups=16, group_size=4), "reinforce": dict(num_envs=64, baseline="none")}[algo]
     base = jaxpg.make_trainer(algo, env, params, hidden_sizes=(16,), **config)
 
     def pipeline(key):

@@ -36,10 +36,12 @@ class LastToken(nn.Module):
         return nn.Embed(VOCAB_SIZE, 1)(last.astype(jnp.int32))[..., 0]
 
 
+# The transformer's programs compile slowly: GRPO's under -m integration, PPO's under -m slow.
 @pytest.mark.parametrize("algo, options", [
-    ("grpo", dict(num_groups=2, group_size=2, total_timesteps=2 * 2 * 3 * 2)),
+    pytest.param("grpo", dict(num_groups=2, group_size=2, total_timesteps=2 * 2 * 3 * 2),
+                 marks=pytest.mark.integration),
     pytest.param("ppo", dict(num_envs=4, num_steps=6, total_timesteps=4 * 6 * 2, num_minibatches=2, update_epochs=1),
-                 marks=pytest.mark.slow),  # the transformer PPO program compiles slowly: GRPO in the unit tier
+                 marks=pytest.mark.slow),
 ])
 def test_transformer_policy_runs_init_and_step(algo, options):
     trainer = jaxpg.make_trainer(algo, ENV, PARAMS, **TINY, **options)

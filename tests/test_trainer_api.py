@@ -94,6 +94,8 @@ def test_bad_input_is_rejected_before_compiling(cartpole, trainers):
         (dict(hidden_sizes=(64, 0)), "hidden_sizes"),
         (dict(activation="sigmoid"), "activation='sigmoid' is unknown; accepted: tanh"),
         (dict(baseline="median"), "baseline='median' is unknown; accepted: none, mean, value"),
+        (dict(algo="reinforce", baseline="moving_average"),
+         r"baseline='moving_average' changes nothing with normalize_returns=True"),
         (dict(distribution="beta"), "distribution='beta' needs a continuous"),
         (dict(policy="linear"), "policy='linear'"),
         (dict(learning_rate=1e-3), r"unknown option\(s\) \['learning_rate'\]"),
@@ -130,6 +132,7 @@ class NaNRewardCartPole(envs.cartpole.CartPole):
         return "NaNRewardCartPole"
 
 
+@pytest.mark.integration
 def test_nan_updates_are_skipped_reported_and_nothing_is_lost():
     env = NaNRewardCartPole()
     # CartPole's fast step passes the whole key to reset; this test env needs its own stream.

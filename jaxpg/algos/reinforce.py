@@ -68,6 +68,16 @@ class ReinforceConfig(Config):
         low_inclusive=True, high=1.0,
     )
 
+    def validate(self) -> None:
+        super().validate()
+        # Standardising G - b over the batch subtracts the batch mean, and with it any scalar b:
+        # such a baseline would train exactly as baseline="none".
+        if self.normalize_returns and self.baseline in ("mean", "moving_average"):
+            raise ValueError(
+                f"baseline={self.baseline!r} changes nothing with normalize_returns=True (standardising over the "
+                "batch removes any scalar baseline); accepted: normalize_returns=False, or baseline 'none' or 'value'"
+            )
+
 
 @struct.dataclass
 class ReinforceExtra:

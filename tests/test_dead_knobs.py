@@ -1,0 +1,65 @@
+"""No knob does nothing: every traced hyperparameter of every algorithm changes what is trained.
+
+For each algorithm, a few tiny setups (static options under which a hyperparameter can act:
+`lr_end` needs a schedule, `baseline_decay` a moving-average baseline, `clip_eps` a second update on
+the same batch) train one vmapped program in which run 0 and run 1 use the defaults and run i + 2
+changes hyperparameter i alone. Every hyperparameter the algorithm declares must move the run's
+parameters in at least one setup; a new hyperparameter falls under the guard without being listed.
+Settings that would make a hyperparameter act on nothing are refused when the trainer is built
+(tests/test_config.py); this guard covers the traced ones.
+Runs 0 and 1 must agree bit for bit, or the comparison would prove nothing.
+"""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import envs
+import jaxpg
+
+TINY = dict(hidden_sizes=(8,), lr=1e-2, lr_schedule="linear")
+SETUPS = {
+    "ppo": [dict(num_envs=4, num_steps=8, update_epochs=2, num_minibatches=2, total_timesteps=4 * 8 * 3)],
+    "reinforce": [
+        dict(num_envs=4, num_steps=20, baseline="value", total_timesteps=4 * 20 * 3),
+        # A scalar baseline acts only without the batch standardisation, which would subtract it.
+        dict(num_envs=4, num_steps=20, baseline="moving_average", normalize_returns=False, total_timesteps=4 * 20 * 3),
+    ],
+    "grpo": [dict(num_groups=2, group_size=2, max_steps=20, num_iterations=2, total_timesteps=4 * 20 * 3)],
+}
+
+
+def other_value(name, default, spec):
+    """A valid value of `name` far enough from its default to matter."""
+    low, high, _, high_inclusive = spec.interval
+    if default is None or math.isnan(default) or math.isinf(default):
+        return {"clip_eps_high": 0.01, "delta": 1.0001}[name]  # the options that are off by default
+    if default == 0.0:
+        return {"lr_end": 5e-3}.get(name, 0.5)
+    if name in ("max_grad_norm", "clip_eps"):
+        return 1e-3  # tight enough to act on the first updates of a tiny run
+    changed = default * 0.5
+    return changed if changed > low else (default + high) / 2 if math.isfinite(high) else default * 2
+
+
+@pytest.mark.parametrize("algo", list(SETUPS))
+def test_every_traced_hyperparameter_changes_the_run(algo):
+    env, params = envs.make("CartPole-v1")
+    moved = set()
+    for setup in SETUPS[algo]:
+        trainer = jaxpg.make_trainer(algo, env, params, **TINY, **setup)
+        names = list(trainer.hparams)
+        specs = trainer.Config.specs()
+        columns = {name: [float(trainer.hparams[name])] * (len(names) + 2) for name in names}
+        for i, name in enumerate(names):
+            columns[name][i + 2] = other_value(name, float(trainer.hparams[name]), specs[name])
+        hparams = {name: np.asarray(values, np.float32) for name, values in columns.items()}
+        state, _ = jax.jit(jax.vmap(lambda hp: trainer.train(jax.random.key(0), hp)))(hparams)
+        final = [np.asarray(leaf) for leaf in jax.tree.leaves(state.params)]
+        same = lambda a, b: all(np.array_equal(leaf[a], leaf[b]) for leaf in final)
+        assert same(0, 1), "two runs with the same hyperparameters differ: the guard cannot compare"
+        moved |= {name for i, name in enumerate(names) if not same(0, i + 2)}
+    dead = sorted(set(jaxpg.ALGORITHMS[algo].Config.hparam_names()) - moved)
+    assert not dead, f"{algo}: these hyperparameters changed nothing in any setup: {dead}"
