@@ -42,7 +42,8 @@ class GRPOConfig(Config):
     num_groups: int = setting(8, "groups per iteration, each from one fresh reset")
     group_size: int = setting(4, "members per group (TRL: num_generations)", minimum=2)
     max_steps: int | None = setting(
-        None, "rollout horizon; None takes the env's max_steps_in_episode", optional=True
+        None, "rollout horizon; None takes the episode limit, the env's max_steps_in_episode or "
+        "max_episode_steps where shorter", optional=True
     )
     num_envs: int | None = setting(None, "derived: num_groups * group_size (set those instead)", optional=True)
     num_steps: int | None = setting(None, "derived: max_steps (set that instead)", optional=True)
@@ -137,7 +138,8 @@ class GRPO(Trainer):
     def resolve_config(self, config, env_params):
         if config.max_steps is not None:
             return config
-        return config.replace(max_steps=episode_limit(self.algo, "max_steps", env_params), num_steps=None)
+        limit = episode_limit(self.algo, "max_steps", env_params, config.max_episode_steps)
+        return config.replace(max_steps=limit, num_steps=None)
 
     def _init_extra(self, key, params, hparams):
         return GRPOExtra(reference=params["policy"])

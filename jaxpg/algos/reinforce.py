@@ -1,8 +1,9 @@
 """REINFORCE (Williams 1992): Monte Carlo policy gradient over complete episodes.
 
 Each iteration resets all `num_envs` environments, rolls them for `num_steps` steps (by default
-the environment's episode limit) and keeps only each environment's first episode: steps after
-its first termination or truncation are masked out. The gradient estimate is
+the training episode limit: the env's `max_steps_in_episode`, or `max_episode_steps` where
+shorter) and keeps only each environment's first episode: steps after its first termination or
+truncation are masked out. The gradient estimate is
 
     g = 1/N sum_episodes sum_t grad log pi(a_t | s_t) (G_t - b(s_t)),
 
@@ -45,7 +46,8 @@ class ReinforceConfig(Config):
 
     num_envs: int = redeclare(Config, "num_envs", 16, "episodes per iteration")
     num_steps: int | None = setting(
-        None, "steps rolled per episode; None takes the env's max_steps_in_episode", optional=True
+        None, "steps rolled per episode; None takes the episode limit, the env's max_steps_in_episode or "
+        "max_episode_steps where shorter", optional=True
     )
     total_timesteps: int = redeclare(
         Config, "total_timesteps", 1_000_000,
@@ -97,7 +99,9 @@ class Reinforce(Trainer):
     def resolve_config(self, config, env_params):
         if config.num_steps is not None:
             return config
-        return config.replace(num_steps=episode_limit(self.algo, "num_steps", env_params))
+        return config.replace(
+            num_steps=episode_limit(self.algo, "num_steps", env_params, config.max_episode_steps)
+        )
 
     def _init_extra(self, key, params, hparams):
         return ReinforceExtra(jnp.float32(0.0), jnp.float32(0.0), params["policy"])
