@@ -17,8 +17,10 @@ baseline equivalent; compare baselines with `normalize_returns=False`.
 KL penalty (for RLHF fine-tuning, as the textbook and Ziegler et al. 2019 do it): with weight
 `beta` > 0, every step's reward becomes r_t - beta * log(pi(a_t|s_t) / pi_ref(a_t|s_t)), pi_ref
 a frozen reference policy (the initial policy: random, or the `policy_params` given, e.g. an SFT
-policy). This k1 penalty in the reward is the one whose score-function gradient is unbiased for
-the gradient of KL(pi || pi_ref); the k3 estimator, as GRPO adds it to the loss, is not (its
+policy). With `normalize_observations` the reference keeps the observation statistics it started
+with: pi_ref stays the same function of the raw observation while the running statistics move.
+This k1 penalty in the reward is the one whose score-function gradient is unbiased for the
+gradient of KL(pi || pi_ref); the k3 estimator, as GRPO adds it to the loss, is not (its
 expected gradient is that of KL(pi_ref || pi)). The reported `kl_to_reference` is the k3
 estimate of KL(pi || pi_ref) on the rollout: same expectation as k1, never negative.
 """
@@ -34,6 +36,7 @@ from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_limit
 from jaxpg.core import losses
 from jaxpg.core.advantages import returns_to_go
+from jaxpg.core.normalize import RunningStats
 
 BASELINES = ("none", "mean", "value", "moving_average")
 
@@ -78,11 +81,14 @@ class ReinforceExtra:
     Attributes:
       baseline_total, baseline_weight: running sums of the `moving_average` baseline.
       reference: the frozen reference policy's parameters (the initial policy) for `beta`.
+      reference_obs_stats: the observation statistics the reference is evaluated with: the
+        initial ones, never updated.
     """
 
     baseline_total: jax.Array
     baseline_weight: jax.Array
     reference: Any
+    reference_obs_stats: RunningStats
 
 
 class Reinforce(Trainer):
@@ -104,7 +110,9 @@ class Reinforce(Trainer):
         )
 
     def _init_extra(self, key, params, hparams):
-        return ReinforceExtra(jnp.float32(0.0), jnp.float32(0.0), params["policy"])
+        return ReinforceExtra(
+            jnp.float32(0.0), jnp.float32(0.0), params["policy"], RunningStats.create(self.obs_shape)
+        )
 
     def _moving_average(self, extra, returns, mask, hparams):
         """The `moving_average` baseline b for this batch, and `extra` updated with this batch.
@@ -126,9 +134,10 @@ class Reinforce(Trainer):
         )
         return baseline, extra
 
-    def _reference_log_prob(self, reference, obs_stats, batch):
-        """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference: `(T, N)`."""
-        outputs, log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
+    def _reference_log_prob(self, extra, batch):
+        """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference, with its own
+        frozen observation statistics: `(T, N)`."""
+        outputs, log_std = self.policy_outputs({"policy": extra.reference}, extra.reference_obs_stats, batch.obs)
         return jax.lax.stop_gradient(self.head.log_prob(outputs, log_std, batch.action))
 
     def _penalised_rewards(self, batch, ref_log_prob, hparams):
@@ -181,7 +190,7 @@ class Reinforce(Trainer):
         (env_state, obs), batch = self.collect(state, env_params, env_state, obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         mask = losses.first_episode_mask(dones)
-        ref_log_prob = self._reference_log_prob(state.extra.reference, state.obs_stats, batch)
+        ref_log_prob = self._reference_log_prob(state.extra, batch)
         rewards = self._penalised_rewards(batch, ref_log_prob, hparams)
         returns = returns_to_go(rewards, dones, hparams["gamma"])
         extra = state.extra
