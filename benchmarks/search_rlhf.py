@@ -153,8 +153,7 @@ def build(config, temperature):
                                          hidden_sizes=config["hidden_sizes"],
                                          total_timesteps=per_iteration * iterations, **options)
         state, metrics = trainer.train(key, {"beta": beta})
-        report = rlhf.policy_rewards(trainer, state.params["policy"], eval_key, config["eval_episodes"],
-                                     reference_params=sft)
+        report = rlhf.policy_rewards(trainer, state, eval_key, config["eval_episodes"], reference_params=sft)
         curves = {name: metrics[name] for name in ("episode_return", "kl_to_reference")}
         return {**jax.tree.map(jnp.mean, report), "curves": curves}
 

@@ -121,11 +121,13 @@ def test_leave_one_out_advantages_match_a_direct_loop(scale):
     for g in range(groups.shape[0]):
         for i in range(G):
             others = [groups[g, j] for j in range(G) if j != i]
-            divisor = {"none": 1.0, "group": groups[g].std(), "batch": returns.astype(np.float64).std()}[scale]
+            divisor = {
+                "none": 1.0, "group": groups[g].std(ddof=1), "batch": returns.astype(np.float64).std(ddof=1)
+            }[scale]
             expected[g, i] = (groups[g, i] - sum(others) / (G - 1)) / (divisor + ADVANTAGE_EPS)
     np.testing.assert_allclose(adv, expected.reshape(-1), rtol=1e-4, atol=1e-5)
     assert np.all(np.asarray(adv)[G : 2 * G] == 0)
-    np.testing.assert_allclose(std, groups.std(1), rtol=1e-5)
+    np.testing.assert_allclose(std, groups.std(1, ddof=1), rtol=1e-5)
     # The leave-one-out baseline is G / (G - 1) times the group-mean one, before scaling.
     centred, _ = group_advantages(jnp.asarray(returns), G, "none")
     np.testing.assert_allclose(leave_one_out_advantages(jnp.asarray(returns), G)[0], G / (G - 1) * centred,

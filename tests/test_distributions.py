@@ -104,3 +104,32 @@ def test_bad_choices_name_the_field():
         make_action_head(BOX, "poisson")
     with pytest.raises(ValueError, match="finite"):
         make_action_head(spaces.Box(-jnp.inf, jnp.inf, (2,)), "beta")
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "squashed_gaussian"])
+def test_learned_log_std_has_a_gradient_outside_its_bounds_and_the_same_value_inside(kind):
+    head = make_action_head(BOX, kind)
+    mean = jnp.zeros((4, 3))
+    raw = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+    loss = lambda log_std: -jnp.sum(head.log_prob(mean, log_std, raw)) - jnp.sum(head.entropy(mean, log_std))
+    for outside in (jnp.full(3, 3.5), jnp.full(3, -7.0)):
+        assert np.all(np.asarray(jax.grad(loss)(outside)) != 0.0)
+        # The value is still the clamped one.
+        clamped = jnp.clip(outside, -5.0, 2.0)
+        np.testing.assert_array_equal(head.log_prob(mean, outside, raw), head.log_prob(mean, clamped, raw))
+    inside = jnp.asarray([-4.9, 0.3, 1.9], jnp.float32)
+    std = head.distribution(mean, inside).stddev()
+    np.testing.assert_array_equal(std, jnp.broadcast_to(jnp.exp(inside), (4, 3)))
+
+
+def test_init_std_outside_the_log_std_bounds_is_refused_naming_the_range():
+    import envs
+    import jaxpg
+
+    env, env_params = envs.make("LQR-v0")
+    with pytest.raises(ValueError, match=r"init_std=10.*\[0\.00673795, 7\.38906\]"):
+        jaxpg.make_trainer("reinforce", env, env_params, init_std=10.0)
+    with pytest.raises(ValueError, match=r"init_std=0\.001.*\[0\.00673795, 7\.38906\]"):
+        make_action_head(BOX, "gaussian", init_std=1e-3)
+    # A fixed std is used as given, not through the clamped log_std.
+    assert make_action_head(BOX, "fixed_std_gaussian", init_std=10.0).init_std == 10.0

@@ -16,16 +16,17 @@ from jaxpg.core.advantages import ADVANTAGE_EPS, group_advantages
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
 def test_group_advantages_match_numpy(scale):
+    # TRL divides by torch's std, the unbiased (ddof=1) estimate, for both group and batch.
     rng = np.random.default_rng(0)
     returns = rng.normal(size=24).astype(np.float32)
     returns[8:12] = 3.0  # one group with zero spread
     adv, std = group_advantages(jnp.asarray(returns), 4, scale)
     groups = returns.reshape(6, 4)
     centred = groups - groups.mean(1, keepdims=True)
-    divisor = {"group": groups.std(1, keepdims=True), "batch": returns.std(), "none": 1.0}[scale]
+    divisor = {"group": groups.std(1, ddof=1, keepdims=True), "batch": returns.std(ddof=1), "none": 1.0}[scale]
     np.testing.assert_allclose(adv, (centred / (divisor + ADVANTAGE_EPS)).reshape(-1), rtol=1e-4, atol=1e-5)
     assert np.all(np.asarray(adv)[8:12] == 0) and np.isfinite(np.asarray(adv)).all()
-    np.testing.assert_allclose(std, groups.std(1), rtol=1e-5)
+    np.testing.assert_allclose(std, groups.std(1, ddof=1), rtol=1e-5)
 
 
 def test_bad_configs_are_rejected_naming_the_field():

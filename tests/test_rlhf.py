@@ -209,7 +209,7 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
                                      beta=0.01, lr=3e-3, total_timesteps=64 * 60, **config)
         state, metrics = trainer.train(kt)
         report = lambda p: rlhf.policy_rewards(trainer, p, ke, 1024, reference_params=sft)
-        return report(sft), report(state.params["policy"]), metrics
+        return report(sft), report(state), metrics
 
     before, after, metrics = jax.jit(jax.vmap(pipeline))(jax.random.split(jax.random.key(0), 2))
     sft_true, rl_true = before["true_reward"].mean(axis=1), after["true_reward"].mean(axis=1)
@@ -218,3 +218,43 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
     assert (rl_true > sft_true + 0.5).all(), (sft_true, rl_true)
     assert (after["learned_reward"].mean(axis=1) > before["learned_reward"].mean(axis=1)).all()
     assert (after["kl"] > 0).all() and np.isfinite(np.asarray(metrics["kl_to_reference"])).all()
+
+
+def test_policy_rewards_see_the_observations_the_trainer_normalises():
+    """With normalize_observations, the report evaluates the policy as the trainer does (its
+    running statistics) and the reference with the statistics it started from, as the KL
+    penalty does; TargetBandit's 4 contexts give each episode one of 4 expected values."""
+    from jaxpg.core.normalize import RunningStats
+
+    env = TargetBandit()
+    params = env.default_params
+    wrapped = LearnedReward(env, lambda obs, action: jnp.sum(action * jnp.array([1.0, 2.0])))
+    trainer = jaxpg.make_trainer("grpo", wrapped, params, normalize_observations=True, hidden_sizes=(8,),
+                                 num_groups=2, group_size=2)
+    state = trainer.init(jax.random.key(0))
+    reference = state.params["policy"]
+    noise = jax.random.split(jax.random.key(1), len(jax.tree.leaves(reference)))
+    policy = jax.tree.map(lambda x, k: x + 0.5 * jax.random.normal(k, x.shape),
+                          reference, jax.tree.unflatten(jax.tree.structure(reference), list(noise)))
+    moved = RunningStats(jnp.full(4, 0.25), jnp.full(4, 0.05), jnp.asarray(100.0))
+    state = state.replace(params={**state.params, "policy": policy}, obs_stats=moved)
+
+    contexts = jnp.eye(4)
+    reward = jnp.sum(trainer.act(state, contexts, deterministic=True) * jnp.array([1.0, 2.0]), axis=-1)
+    head = trainer.head
+    ref_dist = head.distribution(*trainer.policy_outputs({"policy": reference}, RunningStats.create((4,)), contexts))
+    kl = head.distribution(*trainer.policy_outputs(state.params, moved, contexts)).kl_divergence(ref_dist)
+
+    @jax.jit
+    def reports(state, reference):
+        report = lambda p, **kw: rlhf.policy_rewards(trainer, p, jax.random.key(2), 64, reference_params=reference,
+                                                     deterministic=True, **kw)
+        return report(state), report(state.params["policy"], obs_stats=state.obs_stats)
+
+    for got in reports(state, reference):
+        for name, expected in (("learned_reward", reward), ("kl", kl)):
+            distance = np.abs(np.asarray(got[name])[:, None] - np.asarray(expected)[None, :]).min(axis=1)
+            np.testing.assert_allclose(distance, 0.0, atol=1e-4, err_msg=name)
+    # Bare parameters of a normalising trainer need the statistics they were trained with.
+    with pytest.raises(ValueError, match="obs_stats"):
+        rlhf.policy_rewards(trainer, policy, jax.random.key(2), 8)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
-from jaxpg.core.distributions import DISTRIBUTIONS
+from jaxpg.core.distributions import DISTRIBUTIONS, check_init_std
 from jaxpg.core.networks import ACTIVATIONS, POLICIES
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "exponential")
@@ -233,7 +233,10 @@ class Config(Declared):
         None, "action distribution; None picks categorical for Discrete, gaussian for Box",
         "choice", choices=DISTRIBUTIONS, optional=True,
     )
-    init_std: float = setting(1.0, "initial standard deviation of Gaussian policies", "float")
+    init_std: float = setting(
+        1.0, "initial standard deviation of Gaussian policies; a learned one starts within [exp(-5), exp(2)], "
+        "the bounds of its log_std", "float",
+    )
     normalize_observations: bool = setting(False, "standardise observations by running statistics", "bool")
     lr_schedule: str = setting(
         "constant", "learning-rate schedule from lr to lr_end over all updates", "choice", choices=LR_SCHEDULES
@@ -251,6 +254,7 @@ class Config(Declared):
             )
         if self.lr_schedule == "exponential":
             check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
+        check_init_std(self.init_std, self.distribution)
 
     def check_hparams(self, hparams: Mapping) -> None:
         """Checks a user's hyperparameter overrides: names, then every concrete value."""

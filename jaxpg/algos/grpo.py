@@ -8,7 +8,9 @@ group share the environment's random stream, so the group differs only by the po
 
 The loss is PPO's clipped surrogate per step, with an asymmetric clip range
 [1 - clip_eps, 1 + clip_eps_high] (DAPO), an optional k3 estimate of KL(pi || pi_ref) to a frozen
-reference policy weighted by `beta`, and an entropy bonus.
+reference policy weighted by `beta`, and an entropy bonus. With `normalize_observations` the
+reference keeps the observation statistics it started with, so pi_ref stays the same function of
+the raw observation while the running statistics move.
 """
 
 import dataclasses
@@ -23,6 +25,7 @@ from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_limit
 from jaxpg.core import losses
 from jaxpg.core.advantages import ADVANTAGES, group_advantages, leave_one_out_advantages, returns_to_go
+from jaxpg.core.normalize import RunningStats
 
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
@@ -42,7 +45,8 @@ class GRPOConfig(Config):
     num_groups: int = setting(8, "groups per iteration, each from one fresh reset")
     group_size: int = setting(4, "members per group (TRL: num_generations)", minimum=2)
     max_steps: int | None = setting(
-        None, "rollout horizon; None takes the env's max_steps_in_episode", optional=True
+        None, "rollout horizon; None takes the episode limit, the env's max_steps_in_episode or "
+        "max_episode_steps where shorter", optional=True
     )
     num_envs: int | None = setting(None, "derived: num_groups * group_size (set those instead)", optional=True)
     num_steps: int | None = setting(None, "derived: max_steps (set that instead)", optional=True)
@@ -118,9 +122,12 @@ class GRPOConfig(Config):
 
 @struct.dataclass
 class GRPOExtra:
-    """GRPO's own state: `reference`, the frozen reference policy's parameters."""
+    """GRPO's own state: `reference`, the frozen reference policy's parameters, and
+    `reference_obs_stats`, the observation statistics it is evaluated with (the initial ones,
+    never updated)."""
 
     reference: Any
+    reference_obs_stats: RunningStats
 
 
 class GRPO(Trainer):
@@ -137,13 +144,16 @@ class GRPO(Trainer):
     def resolve_config(self, config, env_params):
         if config.max_steps is not None:
             return config
-        return config.replace(max_steps=episode_limit(self.algo, "max_steps", env_params), num_steps=None)
+        limit = episode_limit(self.algo, "max_steps", env_params, config.max_episode_steps)
+        return config.replace(max_steps=limit, num_steps=None)
 
     def _init_extra(self, key, params, hparams):
-        return GRPOExtra(reference=params["policy"])
+        return GRPOExtra(reference=params["policy"], reference_obs_stats=RunningStats.create(self.obs_shape))
 
-    def loss(self, params, obs_stats, batch, advantages, mask, reference, hparams, normalizer=None):
+    def loss(self, params, obs_stats, batch, advantages, mask, extra, hparams, normalizer=None):
         """GRPO loss on `(T, B)` arrays; returns `(loss, aux metrics)`.
+
+        `extra` is the `GRPOExtra` holding the frozen reference policy and its statistics.
 
         `normalizer` is `loss_type="dapo"`'s denominator: the whole batch's active steps per
         minibatch."""
@@ -156,7 +166,9 @@ class GRPO(Trainer):
         objective, low, high = losses.clipped_surrogate(
             log_ratio, advantages, hparams["clip_eps"], upper_clip(hparams), hparams["delta"]
         )
-        ref_outputs, ref_log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
+        ref_outputs, ref_log_std = self.policy_outputs(
+            {"policy": extra.reference}, extra.reference_obs_stats, batch.obs
+        )
         ref_log_prob = jax.lax.stop_gradient(self.head.log_prob(ref_outputs, ref_log_std, batch.action))
         kl = losses.k3_kl(log_prob, ref_log_prob)
         per_step = -objective + hparams["beta"] * kl - hparams["ent_coef"] * entropy
@@ -185,7 +197,6 @@ class GRPO(Trainer):
         member_returns = returns_to_go(batch.reward * mask, dones, hparams["gamma"])[0]
         advantage_fn = leave_one_out_advantages if config.advantage == "rloo" else group_advantages
         advantages, group_std = advantage_fn(member_returns, group_size, config.scale_rewards)
-        reference = state.extra.reference
         loss_mask = mask
         if config.mask_truncated_completions:
             loss_mask = losses.completed_mask(mask, batch.terminated.astype(jnp.float32))
@@ -196,7 +207,7 @@ class GRPO(Trainer):
             take = lambda x: x[:, member_indices]
             minibatch = jax.tree.map(take, batch)
             (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(
-                params, state.obs_stats, minibatch, advantages[member_indices], take(loss_mask), reference, hparams,
+                params, state.obs_stats, minibatch, advantages[member_indices], take(loss_mask), state.extra, hparams,
                 normalizer,
             )
             params, opt_state, finite, grad_norm = self.apply_gradients(params, opt_state, grads, loss, hparams)

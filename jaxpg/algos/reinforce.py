@@ -1,8 +1,9 @@
 """REINFORCE (Williams 1992): Monte Carlo policy gradient over complete episodes.
 
 Each iteration resets all `num_envs` environments, rolls them for `num_steps` steps (by default
-the environment's episode limit) and keeps only each environment's first episode: steps after
-its first termination or truncation are masked out. The gradient estimate is
+the training episode limit: the env's `max_steps_in_episode`, or `max_episode_steps` where
+shorter) and keeps only each environment's first episode: steps after its first termination or
+truncation are masked out. The gradient estimate is
 
     g = 1/N sum_episodes sum_t grad log pi(a_t | s_t) (G_t - b(s_t)),
 
@@ -16,8 +17,10 @@ baseline equivalent; compare baselines with `normalize_returns=False`.
 KL penalty (for RLHF fine-tuning, as the textbook and Ziegler et al. 2019 do it): with weight
 `beta` > 0, every step's reward becomes r_t - beta * log(pi(a_t|s_t) / pi_ref(a_t|s_t)), pi_ref
 a frozen reference policy (the initial policy: random, or the `policy_params` given, e.g. an SFT
-policy). This k1 penalty in the reward is the one whose score-function gradient is unbiased for
-the gradient of KL(pi || pi_ref); the k3 estimator, as GRPO adds it to the loss, is not (its
+policy). With `normalize_observations` the reference keeps the observation statistics it started
+with: pi_ref stays the same function of the raw observation while the running statistics move.
+This k1 penalty in the reward is the one whose score-function gradient is unbiased for the
+gradient of KL(pi || pi_ref); the k3 estimator, as GRPO adds it to the loss, is not (its
 expected gradient is that of KL(pi_ref || pi)). The reported `kl_to_reference` is the k3
 estimate of KL(pi || pi_ref) on the rollout: same expectation as k1, never negative.
 """
@@ -33,6 +36,7 @@ from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_limit
 from jaxpg.core import losses
 from jaxpg.core.advantages import returns_to_go
+from jaxpg.core.normalize import RunningStats
 
 BASELINES = ("none", "mean", "value", "moving_average")
 
@@ -45,7 +49,8 @@ class ReinforceConfig(Config):
 
     num_envs: int = redeclare(Config, "num_envs", 16, "episodes per iteration")
     num_steps: int | None = setting(
-        None, "steps rolled per episode; None takes the env's max_steps_in_episode", optional=True
+        None, "steps rolled per episode; None takes the episode limit, the env's max_steps_in_episode or "
+        "max_episode_steps where shorter", optional=True
     )
     total_timesteps: int = redeclare(
         Config, "total_timesteps", 1_000_000,
@@ -86,11 +91,14 @@ class ReinforceExtra:
     Attributes:
       baseline_total, baseline_weight: running sums of the `moving_average` baseline.
       reference: the frozen reference policy's parameters (the initial policy) for `beta`.
+      reference_obs_stats: the observation statistics the reference is evaluated with: the
+        initial ones, never updated.
     """
 
     baseline_total: jax.Array
     baseline_weight: jax.Array
     reference: Any
+    reference_obs_stats: RunningStats
 
 
 class Reinforce(Trainer):
@@ -107,10 +115,14 @@ class Reinforce(Trainer):
     def resolve_config(self, config, env_params):
         if config.num_steps is not None:
             return config
-        return config.replace(num_steps=episode_limit(self.algo, "num_steps", env_params))
+        return config.replace(
+            num_steps=episode_limit(self.algo, "num_steps", env_params, config.max_episode_steps)
+        )
 
     def _init_extra(self, key, params, hparams):
-        return ReinforceExtra(jnp.float32(0.0), jnp.float32(0.0), params["policy"])
+        return ReinforceExtra(
+            jnp.float32(0.0), jnp.float32(0.0), params["policy"], RunningStats.create(self.obs_shape)
+        )
 
     def _moving_average(self, extra, returns, mask, hparams):
         """The `moving_average` baseline b for this batch, and `extra` updated with this batch.
@@ -132,9 +144,10 @@ class Reinforce(Trainer):
         )
         return baseline, extra
 
-    def _reference_log_prob(self, reference, obs_stats, batch):
-        """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference: `(T, N)`."""
-        outputs, log_std = self.policy_outputs({"policy": reference}, obs_stats, batch.obs)
+    def _reference_log_prob(self, extra, batch):
+        """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference, with its own
+        frozen observation statistics: `(T, N)`."""
+        outputs, log_std = self.policy_outputs({"policy": extra.reference}, extra.reference_obs_stats, batch.obs)
         return jax.lax.stop_gradient(self.head.log_prob(outputs, log_std, batch.action))
 
     def _penalised_rewards(self, batch, ref_log_prob, hparams):
@@ -187,7 +200,7 @@ class Reinforce(Trainer):
         (env_state, obs), batch = self.collect(state, env_params, env_state, obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         mask = losses.first_episode_mask(dones)
-        ref_log_prob = self._reference_log_prob(state.extra.reference, state.obs_stats, batch)
+        ref_log_prob = self._reference_log_prob(state.extra, batch)
         rewards = self._penalised_rewards(batch, ref_log_prob, hparams)
         returns = returns_to_go(rewards, dones, hparams["gamma"])
         extra = state.extra

@@ -403,15 +403,19 @@ class Trainer:
         return self.head.to_env(raw)
 
 
-def episode_limit(algo: str, option: str, env_params) -> int:
-    """The env's `max_steps_in_episode`, which `option=None` stands for; `ValueError` if it has none."""
+def episode_limit(algo: str, option: str, env_params, max_episode_steps: int | None = None) -> int:
+    """The longest training episode, which `option=None` stands for: the env's
+    `max_steps_in_episode`, or `max_episode_steps` (the trainer's `TimeLimit`) where that is
+    shorter or the env has no limit; `ValueError` if neither is known."""
     limit = getattr(env_params, "max_steps_in_episode", None)
-    if limit is None:
+    if limit is None and max_episode_steps is None:
         raise ValueError(
             f"{algo}: {option}=None takes the environment's max_steps_in_episode, which these env_params "
-            f"lack; pass {option} (a positive integer)"
+            f"lack; pass {option} (a positive integer) or max_episode_steps"
         )
-    return int(limit)
+    if limit is None:
+        return int(max_episode_steps)
+    return int(limit) if max_episode_steps is None else min(int(limit), int(max_episode_steps))
 
 
 def warn_nonfinite(nonfinite) -> None:

@@ -67,11 +67,19 @@ ADVANTAGE_EPS = 1e-4
 ADVANTAGES = ("group", "rloo")
 
 
+def unbiased_std(x, axis=None):
+    """The standard deviation with Bessel's correction (ddof=1), as torch's `std` and so TRL
+    compute it; a single sample gives 0 rather than NaN."""
+    count = x.size if axis is None else x.shape[axis]
+    centred = x - x.mean(axis=axis, keepdims=True)
+    return jnp.sqrt(jnp.sum(centred**2, axis=axis) / max(count - 1, 1))
+
+
 def _scale(returns, grouped, scale_rewards: str):
     if scale_rewards == "group":
-        return grouped.std(axis=1)[:, None]
+        return unbiased_std(grouped, axis=1)[:, None]
     if scale_rewards == "batch":
-        return returns.std()
+        return unbiased_std(returns)
     return 1.0
 
 
@@ -82,16 +90,16 @@ def group_advantages(returns, group_size: int, scale_rewards: str = "group"):
       returns: `(B,)` member returns, B = num_groups * group_size, members of a group adjacent.
       group_size: G.
       scale_rewards: `group` (divide by the group's std), `batch` (by the whole batch's std) or
-        `none`.
+        `none`. Both stds are unbiased (ddof=1), as TRL's (torch's default `std`).
 
     Returns:
-      `(advantages (B,), group_std (num_groups,))`. A group whose members all got the same
-      return has advantage 0 (no NaN).
+      `(advantages (B,), group_std (num_groups,))`, `group_std` unbiased too. A group whose
+      members all got the same return has advantage 0 (no NaN).
     """
     grouped = returns.reshape(-1, group_size)
     centred = grouped - grouped.mean(axis=1, keepdims=True)
     scale = _scale(returns, grouped, scale_rewards)
-    return (centred / (scale + ADVANTAGE_EPS)).reshape(-1), grouped.std(axis=1)
+    return (centred / (scale + ADVANTAGE_EPS)).reshape(-1), unbiased_std(grouped, axis=1)
 
 
 def leave_one_out_advantages(returns, group_size: int, scale_rewards: str = "none"):
@@ -106,7 +114,7 @@ def leave_one_out_advantages(returns, group_size: int, scale_rewards: str = "non
     Args:
       returns: `(B,)` member returns, B = num_groups * group_size, members of a group adjacent.
       group_size: G >= 2.
-      scale_rewards: `group`, `batch` or `none`.
+      scale_rewards: `group`, `batch` or `none` (unbiased stds, ddof=1, as in `group_advantages`).
 
     Returns:
       `(advantages (B,), group_std (num_groups,))`; a group without spread gets 0.
@@ -114,4 +122,4 @@ def leave_one_out_advantages(returns, group_size: int, scale_rewards: str = "non
     grouped = returns.reshape(-1, group_size)
     others_mean = (grouped.sum(axis=1, keepdims=True) - grouped) / (group_size - 1)
     scale = _scale(returns, grouped, scale_rewards)
-    return ((grouped - others_mean) / (scale + ADVANTAGE_EPS)).reshape(-1), grouped.std(axis=1)
+    return ((grouped - others_mean) / (scale + ADVANTAGE_EPS)).reshape(-1), unbiased_std(grouped, axis=1)

@@ -20,6 +20,7 @@ the change-of-variables terms), so they can be compared with any other density o
 """
 
 import dataclasses
+import math
 
 import distrax
 import jax
@@ -30,9 +31,36 @@ from gymnax.environments import spaces
 DISTRIBUTIONS = ("categorical", "gaussian", "fixed_std_gaussian", "squashed_gaussian", "beta")
 CONTINUOUS = DISTRIBUTIONS[1:]
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+# The stds a learned log_std can start from: exp of the bounds above.
+INIT_STD_RANGE = (math.exp(LOG_STD_MIN), math.exp(LOG_STD_MAX))
 # Beta samples are kept this far inside (0, 1): float32 sampling can return exactly 0 or 1,
 # whose log-density is infinite.
 _BETA_EPS = 1e-6
+
+
+def clamp_log_std(log_std):
+    """`log_std` clipped to [LOG_STD_MIN, LOG_STD_MAX] in value, with gradient 1 everywhere.
+
+    A plain `jnp.clip` has zero gradient outside its bounds, so a log_std that got there would
+    never learn its way back. Inside the bounds the value is `log_std` itself, bit for bit
+    (`x - x` is exactly 0 for finite x); outside it is exactly the bound.
+    """
+    return jax.lax.stop_gradient(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)) + (
+        log_std - jax.lax.stop_gradient(log_std)
+    )
+
+
+def check_init_std(init_std, kind: str | None) -> None:
+    """Refuses an `init_std` that a learned log_std would clamp, for the kinds that learn it
+    (`gaussian`, `squashed_gaussian`, and None, which picks `gaussian` for Box actions);
+    `ValueError` naming the range. `fixed_std_gaussian` uses its std as given."""
+    low, high = INIT_STD_RANGE
+    if kind in (None, "gaussian", "squashed_gaussian") and not low <= init_std <= high:
+        raise ValueError(
+            f"init_std={init_std:g} is out of range; accepted: [{low:g}, {high:g}] (exp({LOG_STD_MIN:g}) to "
+            f"exp({LOG_STD_MAX:g}), the bounds of the learned log_std), or any std > 0 with "
+            "distribution='fixed_std_gaussian'"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +103,7 @@ class ActionHead:
     def _std(self, log_std):
         if self.kind == "fixed_std_gaussian":
             return jnp.full((self.action_dim,), self.init_std, jnp.float32)
-        return jnp.exp(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
+        return jnp.exp(clamp_log_std(log_std))
 
     def distribution(self, outputs, log_std) -> distrax.Distribution:
         """The distribution over raw actions; batch shape `outputs.shape[:-1]`."""
@@ -152,7 +180,8 @@ def make_action_head(action_space, kind: str | None = None, init_std: float = 1.
     Args:
       action_space: a gymnax `spaces.Discrete` or `spaces.Box`.
       kind: one of `DISTRIBUTIONS`; `None` picks `categorical` for Discrete, `gaussian` for Box.
-      init_std: initial (or, for `fixed_std_gaussian`, fixed) action std; must be > 0.
+      init_std: initial (or, for `fixed_std_gaussian`, fixed) action std; must be > 0, and within
+        `INIT_STD_RANGE` where the std is learned.
     """
     if kind is not None and kind not in DISTRIBUTIONS:
         raise ValueError(f"distribution={kind!r} is unknown; accepted: {', '.join(DISTRIBUTIONS)}")
@@ -176,6 +205,7 @@ def make_action_head(action_space, kind: str | None = None, init_std: float = 1.
             "distribution='categorical' needs a Discrete action space, but this environment's "
             f"actions are continuous; accepted: {', '.join(CONTINUOUS)}"
         )
+    check_init_std(init_std, kind)
     shape = tuple(action_space.shape)
     dim = int(np.prod(shape)) if shape else 1
     low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).reshape(dim)

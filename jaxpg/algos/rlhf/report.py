@@ -3,17 +3,25 @@
 import jax
 import jax.numpy as jnp
 
+from jaxpg.algos.trainer import TrainState
+from jaxpg.core.normalize import RunningStats
 
-def policy_rewards(trainer, policy_params, key, num_episodes: int = 1024, reference_params=None,
-                   deterministic: bool = False, max_steps: int | None = None, env_params=None) -> dict:
+
+def policy_rewards(trainer, policy, key, num_episodes: int = 1024, reference_params=None,
+                   deterministic: bool = False, max_steps: int | None = None, env_params=None,
+                   obs_stats=None) -> dict:
     """Runs `num_episodes` fresh episodes of a policy on `trainer.env` and reports per episode.
+
+    The policy sees observations as the trainer's own policy does (`trainer.policy_outputs`):
+    with `normalize_observations`, standardised by the run's statistics. The reference is
+    evaluated with the initial statistics, as the KL penalty of REINFORCE and GRPO does.
 
     Args:
       trainer: a jaxpg trainer; its environment may be `envs.wrappers.LearnedReward` (then the
         learned reward is the env's reward and the true one is `info["true_reward"]`) or a
         plain environment (both are its reward).
-      policy_params: parameters of `trainer.policy_net` (e.g. `state.params["policy"]` or an
-        SFT policy).
+      policy: a `TrainState` (its policy parameters and observation statistics), or parameters
+        of `trainer.policy_net` (e.g. an SFT policy) evaluated with `obs_stats`.
       key: PRNG key; the same key gives every policy the same users and session draws, so two
         policies are compared on common random numbers.
       num_episodes: static.
@@ -25,13 +33,30 @@ def policy_rewards(trainer, policy_params, key, num_episodes: int = 1024, refere
       env_params: defaults to `trainer.env_params`. Passing them as an argument of the jitted
         caller keeps a large catalog out of the program's constants, which XLA would otherwise
         spend seconds constant-folding.
+      obs_stats: the `RunningStats` that bare policy parameters are evaluated with; needed when
+        the trainer normalises observations (`state.obs_stats` of the run they come from;
+        `RunningStats.create(trainer.obs_shape)` for a policy before any update, such as an SFT
+        one). Not given with a `TrainState`, which carries its own.
 
     Returns:
       dict of `(num_episodes,)` arrays: `true_reward` and `learned_reward` (undiscounted
       episode sums) and `kl` (the exact KL(pi || pi_ref) of the action distributions, averaged
       over the episode's states).
     """
-    env, head, net = trainer.env, trainer.head, trainer.policy_net
+    if isinstance(policy, TrainState):
+        if obs_stats is not None:
+            raise ValueError("policy_rewards: a TrainState carries its obs_stats; pass one or the other")
+        policy_params, obs_stats = policy.params["policy"], policy.obs_stats
+    else:
+        policy_params = policy
+        if obs_stats is None and trainer.config.normalize_observations:
+            raise ValueError(
+                "policy_rewards: this trainer normalises observations, so bare policy parameters need "
+                "the statistics they are used with: pass the TrainState, or obs_stats (state.obs_stats; "
+                "RunningStats.create(trainer.obs_shape) for a policy before any update, e.g. SFT)"
+            )
+    reference_stats = RunningStats.create(trainer.obs_shape)
+    env, head = trainer.env, trainer.head
     env_params = trainer.env_params if env_params is None else env_params
     if max_steps is None:
         max_steps = int(getattr(trainer.env_params, "max_steps_in_episode", 1000))
@@ -42,7 +67,7 @@ def policy_rewards(trainer, policy_params, key, num_episodes: int = 1024, refere
     def one_step(carry, step_key):
         env_state, obs, running = carry
         act_key, env_key = jax.random.split(step_key)
-        outputs, log_std = net.apply(policy_params, obs)
+        outputs, log_std = trainer.policy_outputs({"policy": policy_params}, obs_stats, obs)
         if deterministic:
             raw = head.mode(outputs, log_std)
         else:
@@ -50,7 +75,7 @@ def policy_rewards(trainer, policy_params, key, num_episodes: int = 1024, refere
         if reference_params is None:
             kl = jnp.zeros(num_episodes)
         else:
-            ref_outputs, ref_log_std = net.apply(reference_params, obs)
+            ref_outputs, ref_log_std = trainer.policy_outputs({"policy": reference_params}, reference_stats, obs)
             kl = head.distribution(outputs, log_std).kl_divergence(head.distribution(ref_outputs, ref_log_std))
         obs, env_state, reward, terminated, truncated, info = step(
             jax.random.split(env_key, num_episodes), env_state, head.to_env(raw), env_params
