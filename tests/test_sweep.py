@@ -75,3 +75,15 @@ def test_sweep_command_prints_the_best_setting(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "Best setting: lr=" in printed and "| rank | lr |" in printed
     assert (tmp_path / "s" / "sweep.csv").exists() and (tmp_path / "s" / "checkpoints").exists()
+
+
+def test_env_grid_field_no_training_program_reads_is_refused():
+    # LQR's gamma is read only by the references (the Riccati solution); training discounts with
+    # the trainer's own gamma, so a sweep over it would train identical runs and rank ties.
+    with pytest.raises(ValueError, match=r"env_grid field 'gamma'.*--grid gamma="):
+        jaxpg.sweep("LQR-v0", "ppo", env_grid={"gamma": [0.9, 0.99]}, options=OPTIONS, preset=None, progress=False)
+    from jaxpg.run.sweep import unread_env_fields
+
+    env, env_params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, env_params, **OPTIONS)
+    assert unread_env_fields(trainer, env_params, ["length", "max_steps_in_episode"]) == []
