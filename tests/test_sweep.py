@@ -75,3 +75,42 @@ def test_sweep_command_prints_the_best_setting(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "Best setting: lr=" in printed and "| rank | lr |" in printed
     assert (tmp_path / "s" / "sweep.csv").exists() and (tmp_path / "s" / "checkpoints").exists()
+
+
+def test_env_grid_field_no_training_program_reads_is_refused():
+    # LQR's gamma is read only by the references (the Riccati solution); training discounts with
+    # the trainer's own gamma, so a sweep over it would train identical runs and rank ties.
+    with pytest.raises(ValueError, match=r"env_grid field 'gamma'.*--grid gamma="):
+        jaxpg.sweep("LQR-v0", "ppo", env_grid={"gamma": [0.9, 0.99]}, options=OPTIONS, preset=None, progress=False)
+    from jaxpg.run.sweep import unread_env_fields
+
+    env, env_params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, env_params, **OPTIONS)
+    assert unread_env_fields(trainer, env_params, ["length", "max_steps_in_episode"]) == []
+
+
+# A CartPole whose pole barely falls and whose cart barely moves: every episode runs to its time
+# limit whatever the policy does, so a return is exactly the number of steps the episode lasted.
+STILL_CARTPOLE = {"gravity": 0.01, "force_mag": 0.01}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("algo", ["ppo", "reinforce", "grpo"])
+def test_max_steps_in_episode_grid_trains_and_evaluates_each_row_at_its_own_limit(algo, tmp_path):
+    # The base limit (10) is below both settings: rollouts and the evaluation horizon must be
+    # sized from the grid's maximum, and each row's episodes must end at the row's own limit.
+    options = {
+        "ppo": dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2),
+        "reinforce": dict(num_envs=4, total_timesteps=4 * 100 * 2),
+        "grpo": dict(num_groups=2, group_size=2, total_timesteps=4 * 100 * 2),
+    }[algo]
+    rows = jaxpg.sweep("CartPole-v1", algo, env_grid={"max_steps_in_episode": [20, 100]}, seeds=1,
+                       env_options={**STILL_CARTPOLE, "max_steps_in_episode": 10},
+                       options={**options, "hidden_sizes": (8,)}, preset=None, progress=False, eval_episodes=2,
+                       out=str(tmp_path))
+    for row in rows:
+        assert row["eval_per_seed"] == [row["max_steps_in_episode"]], row
+        if algo != "ppo":  # one whole episode per rollout: its first episode's return is the limit
+            assert row["final_train_return"] == row["max_steps_in_episode"], row
+    if algo != "ppo":  # the rollout is sized to the longest setting: 4 environments x 100 steps
+        assert np.load(tmp_path / "metrics.npz")["env_steps"][0, 0] == 4 * 100

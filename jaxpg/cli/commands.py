@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a hyperparameter drawn per trial: uniform:LO:HI, loguniform:LO:HI or choice:A:B")
     sweep.add_argument("--trials", type=int, default=0, help="settings drawn for --random")
     sweep.add_argument("--env-grid", action="append", type=parse_list, default=[], metavar="FIELD=V1,V2,...",
-                       help="values of an environment parameter (e.g. gamma=0.9,0.99)")
+                       help="values of a scalar environment parameter that training reads (e.g. "
+                            "length=0.5,1.0 on CartPole); one it never reads is refused")
     sweep.add_argument("--seeds", type=int, default=4, help="seeds per setting (the same seeds for every setting)")
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],

@@ -32,6 +32,7 @@ from jaxpg.run.options import RunOptions
 from jaxpg.run.sharding import host_copy, is_main_process
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
+LIMIT = "max_steps_in_episode"
 
 
 def parse_distribution(name: str, text: str):
@@ -90,8 +91,13 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
       grid: hyperparameter name -> list of values; every combination is a setting.
       random: hyperparameter name -> `"loguniform:1e-5:1e-2"` (or uniform, choice), with
         `trials` settings drawn (seeded by `seed`); combined with `grid` by product.
-      env_grid: environment parameter field -> list of values (e.g. LQR's `gamma`, CartPole's
-        `length`); combined with the rest by product.
+      env_grid: environment parameter field -> list of values (e.g. CartPole's `length` or
+        `max_steps_in_episode`); combined with the rest by product. A field that no training
+        program reads (LQR's `gamma`, which only the references use: the trainer's `gamma`
+        hyperparameter is the discount) is refused before anything compiles. With
+        `max_steps_in_episode`, the trainer is built on the grid's largest value (REINFORCE's
+        `num_steps`, GRPO's `max_steps` when left to the environment, and the evaluation
+        horizon cover every setting) and each run's episodes end at its own setting's limit.
       seeds: seeds per setting (the same seeds for every setting).
       options: other trainer options, fixed across the sweep; `preset` as in `make_trainer`
         (`"auto"`: the environment's preset for `algo`, if any).
@@ -112,11 +118,18 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
     env, env_params = envs.make(env_id, **(env_options or {}))
     if preset == "auto":
         preset = preset_table.find(env_id, algo, env_options)
-    trainer = make_trainer(algo, env, env_params, preset=preset, **(options or {}))
+    grid, random, env_grid = dict(grid or {}), dict(random or {}), dict(env_grid or {})
+    # Static lengths (REINFORCE's num_steps, GRPO's max_steps when left to the environment, the
+    # evaluation's scan) are read from the trainer's env_params: they must cover the longest
+    # setting, and each run's episodes still end at its own limit (its own env_params).
+    build_params = env_params
+    if LIMIT in env_grid and hasattr(env_params, LIMIT):
+        build_params = env_params.replace(**{LIMIT: int(max(env_grid[LIMIT]))})
+    trainer = make_trainer(algo, env, build_params, preset=preset, **(options or {}))
     if threshold is None and preset is not None and getattr(preset, "measure", None) == "eval_return":
         threshold = preset.threshold
-    grid, random, env_grid = dict(grid or {}), dict(random or {}), dict(env_grid or {})
     _check_names(trainer, env_params, grid, random, env_grid)
+    _check_env_fields_read(trainer, build_params, env_grid, env_id)
     if random and trials < 1:
         raise ValueError(f"trials={trials} must be a positive integer with random (e.g. trials=32)")
     if seeds < 1:
@@ -154,7 +167,7 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
     env_axis = None if run_env_params is None else 0
     state = host_copy(state)
     returns = np.asarray(jax.jit(jax.vmap(evaluate_one, in_axes=(0, 0, env_axis)))(
-        state, eval_keys, env_params if run_env_params is None else run_env_params)).mean(axis=1)
+        state, eval_keys, trainer.env_params if run_env_params is None else run_env_params)).mean(axis=1)
     rows = _rank(settings, seeds, returns, metrics, threshold)
     if out is not None and is_main_process():
         write_table(out, rows, [*grid, *random, *env_grid])
@@ -179,6 +192,47 @@ def _check_names(trainer, env_params, grid, random, env_grid):
                              f"{', '.join(fields)}")
         if np.ndim(getattr(env_params, name)) != 0:
             raise ValueError(f"env_grid field {name!r} is an array; accepted: scalar fields")
+        if np.issubdtype(np.asarray(getattr(env_params, name)).dtype, np.integer):
+            bad = [v for v in env_grid[name] if float(v) != int(v) or (name == LIMIT and v < 1)]
+            if bad:
+                raise ValueError(f"env_grid field {name!r} takes {'positive ' if name == LIMIT else ''}integers; "
+                                 f"got {bad}")
+
+
+def unread_env_fields(trainer, env_params, names) -> list[str]:
+    """The fields among `names` (of `env_params`) that no training program reads.
+
+    Traces (does not compile) `init` and one training iteration with `env_params` as an argument
+    and keeps every output; dead-code elimination then says which inputs reach one. It descends
+    into the scan, cond and jit bodies; a primitive without an elimination rule (a while loop)
+    counts all its inputs as used, so a field is only ever reported unread when it is.
+
+    Returns:
+      The names in `names` none of whose leaves any output depends on.
+    """
+    from jax._src.interpreters import partial_eval as pe
+
+    def one_iteration(key, hparams, params):
+        return trainer._iterate(trainer._init(key, hparams, params), params, 1)
+
+    closed = jax.make_jaxpr(one_iteration)(jax.random.key(0), trainer.resolve_hparams(None), env_params)
+    _, used = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(env_params)[0]]
+    used = used[len(used) - len(paths):]  # env_params are the last inputs
+    read = {getattr(path[0], "name", None) for path, u in zip(paths, used) if u and path}
+    return [name for name in names if name not in read]
+
+
+def _check_env_fields_read(trainer, env_params, env_grid, env_id):
+    """Refuses an env_grid field that no training program reads: every setting would train the
+    same runs and the table would rank ties."""
+    for name in unread_env_fields(trainer, env_params, list(env_grid)):
+        hint = ""
+        if name in trainer.Config.hparam_names():
+            hint = (f"; the trainer's {name!r} hyperparameter is the one training reads: sweep it with "
+                    f"grid={{{name!r}: [...]}} (CLI: --grid {name}=...)")
+        raise ValueError(f"env_grid field {name!r} is read by no training program of {env_id} (only outside "
+                         f"training, e.g. by references), so every setting would train the same runs{hint}")
 
 
 def _rank(settings, seeds, returns, metrics, threshold):
