@@ -117,6 +117,12 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       resume: continue from the newest checkpoint in `out` that restores (a fresh run if there is
         none); the config must match the saved one except for the fields in `allow_changes`.
       allow_changes: config fields that may differ on resume (e.g. `("total_timesteps",)`).
+        A longer `total_timesteps` continues on the longer run's learning-rate schedule from the
+        update reached: the iterations before the checkpoint keep the rates the shorter run
+        used, and from it on the rates are exactly those of a run planned that long from the
+        start (Adam's update count carries on). A decaying schedule therefore rises at the
+        resume, to where the longer schedule stands at that update. Shortening below the
+        iteration reached is refused.
       sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.run.sinks`),
         beside those the options ask for (`tensorboard`, `wandb`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
@@ -193,6 +199,11 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     if restored is not None:
         done, state, saved = restored
         _check_same_run(saved, config_record, hparams_record, keys, allow_changes)
+        if done > total:
+            raise ValueError(
+                f"cannot resume: the checkpoint is at iteration {done}, past this run's {total} iterations; "
+                f"total_timesteps must cover at least {done * trainer.steps_per_iteration} env steps"
+            )
         if writer is not None:
             writer.truncate(saved["metrics_position"])
         if saved.get("chunk_size"):
