@@ -104,7 +104,7 @@ def _run_hparams(trainer, hparams, num_runs):
 
 
 def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, resume: bool = False,
-        allow_changes=(), sinks=(), record: dict | None = None, devices=None, **options):
+        allow_changes=(), sinks=(), record: dict | None = None, devices=None, on_start=None, **options):
     """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
 
     Args:
@@ -126,6 +126,9 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.run.sinks`),
         beside those the options ask for (`tensorboard`, `wandb`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
+      on_start: optional `on_start()`, called once (on process 0) when the first chunk of this
+        call has trained, before any checkpoint of it is saved: the CLI records a resumed run's
+        new options there, so a resume that fails earlier (restoring, compiling) changes nothing.
       devices: the devices to use; default every device of every process (`jax.devices()`).
         On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
         process 0 writes the metrics files and feeds the sinks.
@@ -265,6 +268,9 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
                 raise NonFiniteUpdate(int(run), done + int(offset), layout.unpad(state),
                                       _collect(writer, out, in_memory), where)
             _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory)
+            if on_start is not None and main:
+                on_start()
+                on_start = None
             done += n
             latest = np.asarray(chunk["episode_return"])[:, -1]
             elapsed = max(time.perf_counter() - run_started, 1e-9)
