@@ -24,6 +24,8 @@ from jaxpg.presets.references import references, score_policies
 from jaxpg.run import compile_cache, results
 from jaxpg.run import options as run_options
 from jaxpg.run.checkpoint import Checkpoints
+from jaxpg.run.fit import evaluate_runs as evaluate_seeds
+from jaxpg.run.fit import evaluation_keys
 from jaxpg.run.sharding import host_copy, is_main_process
 
 RUN_FILE = "run.json"
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_process_options(resume)
     evaluate = commands.add_parser("eval", help="evaluate a run's latest checkpoint")
     evaluate.add_argument("dir")
-    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
+                          help="evaluation episodes per seed (the protocol of train and sweep)")
     sweep = commands.add_parser("sweep", help="train every setting x seed as one program and rank the settings")
     sweep.add_argument("env", help="environment id")
     sweep.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
@@ -281,11 +284,10 @@ def say(*args, **kwargs) -> None:
 
 
 def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int):
-    """Per-seed evaluation returns `(R, episodes)` and the references of the environment."""
-    eval_keys = jax.random.split(jax.random.key(seed + 1), num_runs)
-    returns = np.asarray(
-        jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, episodes)))(state, eval_keys)
-    )
+    """Per-seed evaluation returns `(R, episodes)` (the protocol `jaxpg sweep` reports too:
+    `jaxpg.run.fit.evaluate_runs`) and the references of the environment on the same episodes."""
+    eval_keys = evaluation_keys(seed, num_runs)
+    returns = evaluate_seeds(trainer, state, seed, num_runs, episodes)
     found = references(trainer.env, trainer.env_params)
     per_seed = []
     for i in range(num_runs):

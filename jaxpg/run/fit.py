@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxpg.algos.trainer import warn_nonfinite
+from jaxpg.core.evaluate import evaluate
 from jaxpg.run import metrics_files
 from jaxpg.run.checkpoint import Checkpoints
 from jaxpg.run.compile_cache import CacheHits
@@ -302,6 +303,33 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         "shard": layout.mode, "num_devices": layout.num_devices, "padded_runs": layout.padded_runs,
     }
     return Fitted(layout.unpad(state), metrics, report)
+
+
+def evaluation_keys(seed: int, seeds: int, num_settings: int = 1):
+    """The evaluation keys of `num_settings * seeds` runs (setting-major): run i gets
+    `split(key(seed + 1), seeds)[i % seeds]`, so a seed meets the same episodes in every setting
+    and in `jaxpg train`, `jaxpg eval` and `jaxpg sweep` alike."""
+    return jnp.concatenate([jax.random.split(jax.random.key(seed + 1), seeds)] * num_settings)
+
+
+def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_params=None):
+    """Evaluation returns `(R, episodes)` of a batch of runs, under the one protocol every
+    command reports: `evaluation_keys`, deterministic actions, the horizon of
+    `trainer.env_params` (`jaxpg.evaluate`'s default) and the environment parameters passed in
+    as an argument, never closed over.
+
+    Args:
+      trainer, state: the trainer and its batched `TrainState` (`R` runs, setting-major).
+      seed, seeds: the base seed and seeds per setting (`R` a multiple of `seeds`).
+      episodes: episodes per run.
+      env_params: the runs' environment parameters, shared (like `trainer.env_params`) or with
+        a leading `R` axis; default the trainer's. Each run's episodes end at its own limit.
+    """
+    num_runs = int(np.shape(state.iteration)[0])
+    keys = evaluation_keys(seed, seeds, num_runs // seeds)
+    env_params, env_axis = _env_axes(trainer, env_params, num_runs)
+    one = lambda s, k, p: evaluate(trainer, s, k, episodes, env_params=p)
+    return np.asarray(jax.jit(jax.vmap(one, in_axes=(0, 0, env_axis)))(state, keys, env_params))
 
 
 def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):
