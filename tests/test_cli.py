@@ -140,3 +140,39 @@ def test_a_second_train_into_a_run_is_refused_and_resume_can_extend_it(tmp_path,
     assert main(["resume", str(out), "--no-progress", "--override", "total_timesteps=10000"]) == 0
     assert json.loads((out / "summary.json").read_text())["total_iterations"] == 5
     assert np.load(out / "metrics.npz")["episode_return"].shape == (1, 5)
+    assert json.loads((out / "run.json").read_text())["options"]["total_timesteps"] == 10000
+    assert sorted(os.listdir(out)) == sorted(set(os.listdir(out)) - {n for n in os.listdir(out) if ".tmp" in n})
+
+
+@pytest.mark.integration
+def test_refused_or_failed_resume_leaves_the_run_resumable_as_before(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["train", "CartPole-v1", "--algo", "reinforce", "--seeds", "1", "--no-progress",
+                 *TINY_REINFORCE, "--eval-episodes", "2", "--out", str(out)]) == 0
+    spec = (out / "run.json").read_bytes()
+    capsys.readouterr()
+    # Anything but total_timesteps is refused by name before anything is touched: a hyperparameter
+    # (lr), a static size (num_envs), an unknown name.
+    for override, name in (("lr=0.1", "lr"), ("num_envs=8", "num_envs"), ("clip_eps=0.3", "clip_eps")):
+        assert main(["resume", str(out), "--no-progress", "--override", override]) == 2
+        err = capsys.readouterr().err
+        assert f"--override {name} " in err and "accepted: total_timesteps" in err and len(err.splitlines()) == 1
+        assert (out / "run.json").read_bytes() == spec
+    # A total below the 3 iterations already trained is refused once the checkpoint is read.
+    assert main(["resume", str(out), "--no-progress", "--override", "total_timesteps=2000"]) == 2
+    assert "past this run's 1 iterations" in capsys.readouterr().err
+    assert (out / "run.json").read_bytes() == spec
+    # A resume that fails before training is under way (here: restoring) leaves run.json as it was.
+    from jaxpg.run.checkpoint import Checkpoints
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while restoring")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpoints, "restore_latest", broken)
+        with pytest.raises(RuntimeError, match="simulated"):
+            main(["resume", str(out), "--no-progress", "--override", "total_timesteps=10000"])
+    assert (out / "run.json").read_bytes() == spec
+    assert main(["resume", str(out), "--no-progress"]) == 0
+    assert (out / "run.json").read_bytes() == spec
+    assert json.loads((out / "summary.json").read_text())["total_iterations"] == 3

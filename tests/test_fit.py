@@ -163,3 +163,30 @@ def test_environment_parameters_vmap_one_run_per_setting():
         np.testing.assert_allclose(metrics["episode_length"][i], alone["episode_length"], rtol=1e-5)
         np.testing.assert_allclose(fitted["episode_length"][i], alone["episode_length"], rtol=1e-5)
     assert not np.allclose(metrics["episode_length"][0], metrics["episode_length"][2])
+
+
+@pytest.mark.integration
+def test_resumed_longer_run_follows_the_longer_runs_schedule_from_the_update_reached(tmp_path):
+    """A run resumed with a larger total_timesteps keeps the learning rates it used up to the
+    checkpoint (the shorter run's schedule) and from there on uses exactly the rates of a run
+    planned that long from the start; Adam's own update count carries on unchanged."""
+    env, params = envs.make("CartPole-v1")
+    options = dict(num_envs=4, num_steps=8, hidden_sizes=(8,), lr_schedule="linear", lr=1e-3, lr_end=0.0,
+                   update_epochs=1, num_minibatches=2)
+    short = jaxpg.make_trainer("ppo", env, params, **options, total_timesteps=4 * 8 * 2)
+    longer = jaxpg.make_trainer("ppo", env, params, **options, total_timesteps=4 * 8 * 4)
+    keys = jax.random.split(jax.random.key(7), 2)
+    out = str(tmp_path / "run")
+    jaxpg.fit(short, keys, out=out, chunk_size=2, progress=False)
+    state, metrics = jaxpg.fit(longer, keys, out=out, chunk_size=2, progress=False, resume=True,
+                               allow_changes=("total_timesteps",))
+    per_iteration = longer.config.updates_per_iteration
+    assert short.total_updates == 2 * per_iteration and longer.total_updates == 4 * per_iteration
+    counts = np.arange(4) * per_iteration
+    before = [float(short.learning_rate(short.hparams)(c)) for c in counts[:2]]
+    after = [float(longer.learning_rate(longer.hparams)(c)) for c in counts[2:]]
+    np.testing.assert_allclose(metrics["learning_rate"], np.broadcast_to(before + after, (2, 4)), rtol=1e-6)
+    assert before == pytest.approx([1e-3, 5e-4]) and after == pytest.approx([5e-4, 2.5e-4])
+    # Adam applies the schedule at its own update count, which is the update reached.
+    adam_counts = [np.asarray(x) for x in jax.tree.leaves(state.opt_state) if np.asarray(x).dtype == np.int32]
+    assert adam_counts and all((c == 4 * per_iteration).all() for c in adam_counts)

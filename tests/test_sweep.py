@@ -1,6 +1,7 @@
 """`jaxpg.sweep` and `jaxpg sweep`: every setting x seed in one program, ranked."""
 
 import csv
+import json
 
 import jax
 import numpy as np
@@ -114,3 +115,22 @@ def test_max_steps_in_episode_grid_trains_and_evaluates_each_row_at_its_own_limi
             assert row["final_train_return"] == row["max_steps_in_episode"], row
     if algo != "ppo":  # the rollout is sized to the longest setting: 4 environments x 100 steps
         assert np.load(tmp_path / "metrics.npz")["env_steps"][0, 0] == 4 * 100
+
+
+@pytest.mark.integration
+def test_sweep_of_one_setting_reports_the_evaluation_train_reports(tmp_path):
+    # One setting, so the sweep's batch is the train command's (2 runs): the training is the same
+    # bit for bit, and the one evaluation protocol must then give the same per-seed figures.
+    # (A sweep of several settings vmaps them all into one batch, which XLA may round differently.)
+    tiny = ["--set", "num_envs=4", "--set", "num_steps=16", "--set", "total_timesteps=192", "--set",
+            "hidden_sizes=(8,)", "--seeds", "2", "--seed", "3", "--eval-episodes", "3", "--no-progress",
+            "--no-compile-cache"]
+    assert main(["train", "CartPole-v1", "--algo", "ppo", "--set", "lr=1e-3", *tiny, "--out", str(tmp_path / "t")]) == 0
+    assert main(["sweep", "CartPole-v1", "--algo", "ppo", "--grid", "lr=1e-3", *tiny,
+                 "--out", str(tmp_path / "s")]) == 0
+    trained, swept = np.load(tmp_path / "t" / "metrics.npz"), np.load(tmp_path / "s" / "metrics.npz")
+    np.testing.assert_array_equal(trained["episode_return"], swept["episode_return"])
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    with open(tmp_path / "s" / "sweep.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert json.loads(row["eval_per_seed"]) == summary["eval_return_per_seed"]

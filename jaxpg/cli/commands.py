@@ -24,9 +24,17 @@ from jaxpg.presets.references import references, score_policies
 from jaxpg.run import compile_cache, results
 from jaxpg.run import options as run_options
 from jaxpg.run.checkpoint import Checkpoints
+from jaxpg.run.fit import evaluate_runs as evaluate_seeds
+from jaxpg.run.fit import evaluation_keys
 from jaxpg.run.sharding import host_copy, is_main_process
 
 RUN_FILE = "run.json"
+# The options a resume may change (`--override`): only the run's length. Every other option
+# either shapes the compiled program and the saved state (num_envs, network sizes: the
+# checkpoint no longer fits) or changes what the iterations already trained would have
+# computed (lr, clip_eps, ...), so the resumed run would be neither the saved run nor any run
+# one command could have made; start a new run for those.
+RESUME_OVERRIDES = ("total_timesteps",)
 # The run option a resume may change: whether progress is shown, never how the run is cut or kept.
 RESUME_OPTIONS = ("progress",)
 
@@ -87,12 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue a run from its latest complete checkpoint")
     resume.add_argument("dir")
     resume.add_argument("--override", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
-                        help="change a trainer option on resume, e.g. total_timesteps=2000000")
+                        help="train on to another length: total_timesteps=N (the one option a resume accepts; "
+                             "others are refused by name). The iterations trained keep their learning rates; "
+                             "from the checkpoint on, the rates are those of a run planned for N steps from the "
+                             "start (a decaying rate rises to where the longer schedule stands)")
     run_options.add_flags(resume, RESUME_OPTIONS)
     _add_process_options(resume)
     evaluate = commands.add_parser("eval", help="evaluate a run's latest checkpoint")
     evaluate.add_argument("dir")
-    evaluate.add_argument("--episodes", type=int, default=100)
+    evaluate.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
+                          help="evaluation episodes per seed (the protocol of train and sweep)")
     sweep = commands.add_parser("sweep", help="train every setting x seed as one program and rank the settings")
     sweep.add_argument("env", help="environment id")
     sweep.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
@@ -194,8 +206,7 @@ def train_command(args) -> int:
         raise ValueError(f"{out} already holds a run; continue it with `jaxpg resume {out}`, or pass another --out")
     os.makedirs(out, exist_ok=True)
     if is_main_process():
-        with open(os.path.join(out, RUN_FILE), "w") as f:
-            json.dump(spec, f, indent=2, default=str)
+        write_spec(os.path.join(out, RUN_FILE), spec)
     say(f"jaxpg: preset {preset.describe()}" if preset else
           f"jaxpg: no preset for {args.algo} on {args.env}{' (--no-preset)' if args.no_preset else ''}; "
           "the algorithm's defaults")
@@ -206,22 +217,37 @@ def resume_command(args) -> int:
     path = os.path.join(args.dir, RUN_FILE)
     if not os.path.exists(path):
         raise ValueError(f"{args.dir} holds no {RUN_FILE}: it is not a jaxpg run directory")
-    spec = json.load(open(path))
     overrides = dict(args.override)
-    spec["options"] = {**spec["options"], **overrides}
+    for name in overrides:
+        if name not in RESUME_OVERRIDES:
+            raise ValueError(f"--override {name} is refused: a resumed run keeps every option but its length "
+                             f"(start a new run to change {name}); accepted: {', '.join(RESUME_OVERRIDES)}")
+    with open(path) as f:
+        saved = json.load(f)
+    spec = {**saved, "options": {**saved["options"], **overrides}}
     trainer, _ = build_run(spec)
-    if is_main_process():
-        with open(path, "w") as f:
-            json.dump(spec, f, indent=2, default=str)
-    return run(trainer, spec, args.dir, args, resume=True, allow_changes=tuple(overrides))
+    # run.json changes only once the resumed run is under way, so a resume that fails before
+    # (restoring, compiling) leaves the folder as it was. Every resume allows total_timesteps to
+    # differ from the checkpoint's: run.json holds the plan, and a checkpoint saved before an
+    # extension got under way records the shorter one.
+    on_start = (lambda: write_spec(path, spec)) if spec != saved else None
+    return run(trainer, spec, args.dir, args, resume=True, allow_changes=RESUME_OVERRIDES, on_start=on_start)
 
 
-def run(trainer, spec: dict, out: str, args, resume: bool, allow_changes) -> int:
+def write_spec(path: str, spec: dict) -> None:
+    """Writes a run's `run.json` atomically: a temporary file renamed over it."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(spec, f, indent=2, default=str)
+    os.replace(temporary, path)
+
+
+def run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, on_start=None) -> int:
     with compile_cache.enabled(on=not args.no_compile_cache) as cache_dir:
-        return _run(trainer, spec, out, args, resume, allow_changes, cache_dir)
+        return _run(trainer, spec, out, args, resume, allow_changes, cache_dir, on_start)
 
 
-def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache_dir) -> int:
+def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache_dir, on_start=None) -> int:
     steps = trainer.total_iterations * trainer.steps_per_iteration
     say(
         f"jaxpg: {spec['algo']} on {spec['env']}, {spec['seeds']} seed(s) x {steps:,} env steps "
@@ -236,7 +262,7 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
         # The run's options as saved, with what this command line may change on resume.
         options = {**spec["run_options"], **run_options.from_args(args, RESUME_OPTIONS)}
         fitted = jaxpg.fit(trainer, keys, out=out, resume=resume, allow_changes=allow_changes, record=record,
-                           **options)
+                           on_start=on_start, **options)
         state, metrics = fitted
     except jaxpg.NonFiniteUpdate as stop:
         say(f"jaxpg: {stop}. Metrics up to there are in {out}/metrics.csv.", file=sys.stderr)
@@ -258,11 +284,10 @@ def say(*args, **kwargs) -> None:
 
 
 def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int):
-    """Per-seed evaluation returns `(R, episodes)` and the references of the environment."""
-    eval_keys = jax.random.split(jax.random.key(seed + 1), num_runs)
-    returns = np.asarray(
-        jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, episodes)))(state, eval_keys)
-    )
+    """Per-seed evaluation returns `(R, episodes)` (the protocol `jaxpg sweep` reports too:
+    `jaxpg.run.fit.evaluate_runs`) and the references of the environment on the same episodes."""
+    eval_keys = evaluation_keys(seed, num_runs)
+    returns = evaluate_seeds(trainer, state, seed, num_runs, episodes)
     found = references(trainer.env, trainer.env_params)
     per_seed = []
     for i in range(num_runs):

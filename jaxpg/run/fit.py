@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxpg.algos.trainer import warn_nonfinite
+from jaxpg.core.evaluate import evaluate
 from jaxpg.run import metrics_files
 from jaxpg.run.checkpoint import Checkpoints
 from jaxpg.run.compile_cache import CacheHits
@@ -104,7 +105,7 @@ def _run_hparams(trainer, hparams, num_runs):
 
 
 def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, resume: bool = False,
-        allow_changes=(), sinks=(), record: dict | None = None, devices=None, **options):
+        allow_changes=(), sinks=(), record: dict | None = None, devices=None, on_start=None, **options):
     """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
 
     Args:
@@ -117,9 +118,18 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       resume: continue from the newest checkpoint in `out` that restores (a fresh run if there is
         none); the config must match the saved one except for the fields in `allow_changes`.
       allow_changes: config fields that may differ on resume (e.g. `("total_timesteps",)`).
+        A longer `total_timesteps` continues on the longer run's learning-rate schedule from the
+        update reached: the iterations before the checkpoint keep the rates the shorter run
+        used, and from it on the rates are exactly those of a run planned that long from the
+        start (Adam's update count carries on). A decaying schedule therefore rises at the
+        resume, to where the longer schedule stands at that update. Shortening below the
+        iteration reached is refused.
       sinks: objects with `open(record)`, `write(chunk, iterations)`, `close()` (`jaxpg.run.sinks`),
         beside those the options ask for (`tensorboard`, `wandb`).
       record: JSON-able facts about the run stored with every checkpoint (env id, options, ...).
+      on_start: optional `on_start()`, called once (on process 0) when the first chunk of this
+        call has trained, before any checkpoint of it is saved: the CLI records a resumed run's
+        new options there, so a resume that fails earlier (restoring, compiling) changes nothing.
       devices: the devices to use; default every device of every process (`jax.devices()`).
         On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
         process 0 writes the metrics files and feeds the sinks.
@@ -193,6 +203,11 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     if restored is not None:
         done, state, saved = restored
         _check_same_run(saved, config_record, hparams_record, keys, allow_changes)
+        if done > total:
+            raise ValueError(
+                f"cannot resume: the checkpoint is at iteration {done}, past this run's {total} iterations; "
+                f"total_timesteps must cover at least {done * trainer.steps_per_iteration} env steps"
+            )
         if writer is not None:
             writer.truncate(saved["metrics_position"])
         if saved.get("chunk_size"):
@@ -254,6 +269,9 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
                 raise NonFiniteUpdate(int(run), done + int(offset), layout.unpad(state),
                                       _collect(writer, out, in_memory), where)
             _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory)
+            if on_start is not None and main:
+                on_start()
+                on_start = None
             done += n
             latest = np.asarray(chunk["episode_return"])[:, -1]
             elapsed = max(time.perf_counter() - run_started, 1e-9)
@@ -285,6 +303,33 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
         "shard": layout.mode, "num_devices": layout.num_devices, "padded_runs": layout.padded_runs,
     }
     return Fitted(layout.unpad(state), metrics, report)
+
+
+def evaluation_keys(seed: int, seeds: int, num_settings: int = 1):
+    """The evaluation keys of `num_settings * seeds` runs (setting-major): run i gets
+    `split(key(seed + 1), seeds)[i % seeds]`, so a seed meets the same episodes in every setting
+    and in `jaxpg train`, `jaxpg eval` and `jaxpg sweep` alike."""
+    return jnp.concatenate([jax.random.split(jax.random.key(seed + 1), seeds)] * num_settings)
+
+
+def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_params=None):
+    """Evaluation returns `(R, episodes)` of a batch of runs, under the one protocol every
+    command reports: `evaluation_keys`, deterministic actions, the horizon of
+    `trainer.env_params` (`jaxpg.evaluate`'s default) and the environment parameters passed in
+    as an argument, never closed over.
+
+    Args:
+      trainer, state: the trainer and its batched `TrainState` (`R` runs, setting-major).
+      seed, seeds: the base seed and seeds per setting (`R` a multiple of `seeds`).
+      episodes: episodes per run.
+      env_params: the runs' environment parameters, shared (like `trainer.env_params`) or with
+        a leading `R` axis; default the trainer's. Each run's episodes end at its own limit.
+    """
+    num_runs = int(np.shape(state.iteration)[0])
+    keys = evaluation_keys(seed, seeds, num_runs // seeds)
+    env_params, env_axis = _env_axes(trainer, env_params, num_runs)
+    one = lambda s, k, p: evaluate(trainer, s, k, episodes, env_params=p)
+    return np.asarray(jax.jit(jax.vmap(one, in_axes=(0, 0, env_axis)))(state, keys, env_params))
 
 
 def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):

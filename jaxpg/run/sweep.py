@@ -25,9 +25,9 @@ from scipy import stats
 
 import envs
 from jaxpg import presets as preset_table
-from jaxpg.core.evaluate import DEFAULT_EPISODES, evaluate
+from jaxpg.core.evaluate import DEFAULT_EPISODES
 from jaxpg.presets.build import make_trainer
-from jaxpg.run.fit import fit
+from jaxpg.run.fit import evaluate_runs, fit
 from jaxpg.run.options import RunOptions
 from jaxpg.run.sharding import host_copy, is_main_process
 
@@ -162,12 +162,9 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
     state, metrics = fit(trainer, keys, hparams or None, run_env_params, out=out, record=record, resume=resume,
                          **run_options)
 
-    eval_keys = jnp.concatenate([jax.random.split(jax.random.key(seed + 1), seeds)] * num_settings)
-    evaluate_one = lambda s, k, p: evaluate(trainer, s, k, eval_episodes, env_params=p)
-    env_axis = None if run_env_params is None else 0
-    state = host_copy(state)
-    returns = np.asarray(jax.jit(jax.vmap(evaluate_one, in_axes=(0, 0, env_axis)))(
-        state, eval_keys, trainer.env_params if run_env_params is None else run_env_params)).mean(axis=1)
+    # The protocol of `jaxpg train` (shared code): the same keys per seed, deterministic, each run
+    # on its own environment parameters.
+    returns = evaluate_runs(trainer, host_copy(state), seed, seeds, eval_episodes, run_env_params).mean(axis=1)
     rows = _rank(settings, seeds, returns, metrics, threshold)
     if out is not None and is_main_process():
         write_table(out, rows, [*grid, *random, *env_grid])
