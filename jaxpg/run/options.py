@@ -71,7 +71,8 @@ def add_flags(parser: argparse.ArgumentParser, names=None) -> None:
         if spec.kind == "bool":
             negate = field.default is True
             parser.add_argument(("--no-" + field.name.replace("_", "-")) if negate else flag(field.name),
-                                dest=field.name, action="store_false" if negate else "store_true", help=spec.doc)
+                                dest=field.name, action="store_false" if negate else "store_true",
+                                help=f"turn off: {spec.doc}" if negate else spec.doc)
         elif spec.kind == "choice":
             parser.add_argument(flag(field.name), dest=field.name, default=field.default, choices=spec.choices,
                                 help=f"{spec.doc} (default {field.default})")
