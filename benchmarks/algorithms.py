@@ -19,16 +19,12 @@ measured on the same catalog, in this run).
 Each algorithm keeps its own documented defaults where they fit the budget; the per-env
 settings below are the ones the tests and the other benchmarks use, listed in the JSON.
 
-    python benchmarks/algorithms.py --quick     # ~3 min on a 2-core CPU
-    python benchmarks/algorithms.py             # larger budgets
+    python -m benchmarks.algorithms --quick     # ~3 min on a 2-core CPU
+    python -m benchmarks.algorithms             # larger budgets
 """
 
 import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -136,11 +132,6 @@ def make_program(trainer, probe):
     return jax.jit(jax.vmap(one_seed))
 
 
-def first_crossing(curve, threshold, below: bool):
-    hits = np.flatnonzero(curve <= threshold if below else curve >= threshold)
-    return int(hits[0]) if hits.size else None
-
-
 def run_pair(spec, algo, key, eval_episodes):
     env, env_params = envs.make(spec["env_id"], **spec["env_kwargs"])
     config = dict(spec["configs"][algo])
@@ -155,19 +146,13 @@ def run_pair(spec, algo, key, eval_episodes):
     probe = gain_error(env_params) if probe_kind == "gain" else (lambda s: jnp.zeros(()))
     program = make_program(trainer, probe)
     keys = jax.random.split(key, SEEDS)
-    start = time.perf_counter()
-    compiled = program.lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    states, (returns, probes) = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
+    (states, (returns, probes)), compile_s, run_s = common.compile_and_run(program, keys)
 
     returns, probes = np.asarray(returns), np.asarray(probes)
     curve = probes.mean(axis=0) if probe_kind == "gain" else np.nanmean(returns, axis=0)
-    hit = first_crossing(curve, spec["threshold"], below=probe_kind == "gain")
+    hit = common.first_crossing(curve, spec["threshold"], below=probe_kind == "gain")
     steps_per_iteration = trainer.steps_per_iteration
-    evaluate = jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, num_episodes=eval_episodes)))
-    final = np.asarray(evaluate(states, jax.random.split(jax.random.fold_in(key, 7), SEEDS))).mean(axis=1)
+    final = common.evaluate_seeds(trainer, states, jax.random.fold_in(key, 7), eval_episodes)
     row = {
         "env": spec["env_id"], "algo": algo, "config": config, "iterations": iterations,
         "steps_per_iteration": steps_per_iteration, "env_steps": iterations * steps_per_iteration,
@@ -185,11 +170,7 @@ def run_pair(spec, algo, key, eval_episodes):
 
 
 def plot(rows, specs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, len(specs), figsize=(5 * len(specs), 3.8))
     for ax, spec in zip(np.atleast_1d(axes), specs):
         for row in (r for r in rows if r["env"] == spec["env_id"]):
@@ -206,10 +187,6 @@ def plot(rows, specs, path):
     plt.close(fig)
 
 
-def _fmt(x, spec):
-    return "—" if x is None else format(x, spec)
-
-
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=["cartpole", "lqr", "search"],
@@ -218,8 +195,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; load average {info['load_average']}", flush=True)
+    info = common.announce()
     makers = {"cartpole": cartpole, "lqr": lqr_1d, "search": search}
     specs = [makers[name](args.quick) for name in args.envs]
     eval_episodes = 32 if args.quick else 100
@@ -245,7 +221,7 @@ def main(argv=None) -> int:
             cell += f" (gain error {np.mean(row['final_gain_error']):.3f})"
         table_rows.append([
             row["env"], row["algo"], f"{row['env_steps']:,}", cell,
-            _fmt(row["steps_to_threshold"], ","), _fmt(row["seconds_to_threshold"], ".1f"),
+            common.fmt(row["steps_to_threshold"], ","), common.fmt(row["seconds_to_threshold"], ".1f"),
             f"{row['compile_s']:.1f}", f"{row['run_s']:.1f}",
         ])
     table = common.markdown_table(

@@ -20,18 +20,14 @@ seeds (64; quick: 8):
 prices each cell's median iterations-to-475 with that `num_envs`'s 1-seed seconds per
 iteration. The defaults below are the sweep's fastest cell (see benchmarks/README.md).
 
-    python benchmarks/cartpole_reinforce.py --quick      # ~2 min on a shared 2-core CPU
-    python benchmarks/cartpole_reinforce.py              # 1 and 64 seeds
-    python benchmarks/cartpole_reinforce.py --sweep      # num_envs x lr grid first (~10 min)
+    python -m benchmarks.cartpole_reinforce --quick      # ~2 min on a shared 2-core CPU
+    python -m benchmarks.cartpole_reinforce              # 1 and 64 seeds
+    python -m benchmarks.cartpole_reinforce --sweep      # num_envs x lr grid first (~10 min)
 """
 
 import statistics
 import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -57,50 +53,26 @@ def make(num_envs: int, lr: float, iterations: int):
         total_timesteps=iterations * num_envs * EPISODE_STEPS)
 
 
-def first_reach(curve, target=TARGET):
-    hits = np.flatnonzero(np.asarray(curve) >= target)
-    return int(hits[0]) if hits.size else None
-
-
-def aot(fn, *args):
-    """`(compiled, seconds)`: `fn.lower(*args).compile()` and its wall time."""
-    start = time.perf_counter()
-    compiled = fn.lower(*args).compile()
-    return compiled, time.perf_counter() - start
-
-
-def timed(compiled, *args):
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    return out, time.perf_counter() - start
-
-
 def run_seeds(trainer, num_seeds: int, calls: int, seed: int) -> tuple[dict, object]:
     """Compiles and runs `num_seeds` vmapped seeds `calls` times; returns (result, last state)."""
     iterations = trainer.total_iterations
-    base = jax.random.key(seed)
-    if num_seeds == 1:
-        fn, keys = jax.jit(trainer.train), base
-    else:
-        fn, keys = jax.jit(jax.vmap(trainer.train)), jax.random.split(base, num_seeds)
-    compiled, compile_s = aot(fn, keys)
+    keys = common.seed_keys(seed, num_seeds)
+    compiled, compile_s = common.compile_ahead(trainer.train if num_seeds == 1 else jax.vmap(trainer.train), keys)
     times, curves, state = [], [], None
     for i in range(calls):
-        call_keys = (jax.random.fold_in(keys, i + 1) if num_seeds == 1 else
-                     jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, i + 1))
-        (state, metrics), seconds = timed(compiled, call_keys)
+        (state, metrics), seconds = common.timed(compiled, common.fresh_keys(keys, i + 1))
         times.append(seconds)
         curves.append(np.asarray(metrics["episode_return"]).reshape(num_seeds, iterations))
     steady = statistics.median(times)
     per_iter = steady / iterations
     # 1 seed: each call is another seed, so the hits of all calls; many seeds: the mean curve.
     if num_seeds == 1:
-        hits = [first_reach(c[0]) for c in curves]
+        hits = [common.first_crossing(c[0], TARGET) for c in curves]
     else:
-        hits = [first_reach(curves[-1].mean(axis=0))]
+        hits = [common.first_crossing(curves[-1].mean(axis=0), TARGET)]
     reached = [h for h in hits if h is not None]
     hit = statistics.median(reached) if len(reached) == len(hits) else None
-    per_seed = [first_reach(c) for c in curves[-1]]
+    per_seed = [common.first_crossing(c, TARGET) for c in curves[-1]]
     result = {
         "seeds": num_seeds, "calls": calls, "iterations": iterations,
         "num_envs": trainer.config.num_envs, "lr": float(trainer.hparams["lr"]),
@@ -115,9 +87,7 @@ def run_seeds(trainer, num_seeds: int, calls: int, seed: int) -> tuple[dict, obj
         "curve_mean_return": curves[-1].mean(axis=0),
         "final_train_return": curves[-1][:, -1],
     }
-    if num_seeds == 1:
-        state = jax.tree.map(lambda x: x[None], state)
-    return result, state
+    return result, state if num_seeds > 1 else common.add_seed_axis(state)
 
 
 def sweep(seed: int, quick: bool) -> dict:
@@ -131,13 +101,12 @@ def sweep(seed: int, quick: bool) -> dict:
         lrs = jnp.repeat(jnp.asarray(SWEEP_LRS, jnp.float32), SWEEP_SEEDS)
         keys = jax.random.split(jax.random.key(seed), lrs.shape[0])
         fn = jax.jit(jax.vmap(lambda k, lr: trainer.train(k, {"lr": lr})))
-        compiled, compile_s = aot(fn, keys, lrs)
-        (_, metrics), run_s = timed(compiled, keys, lrs)
+        (_, metrics), compile_s, run_s = common.compile_and_run(fn, keys, lrs)
         returns = np.asarray(metrics["episode_return"]).reshape(len(SWEEP_LRS), SWEEP_SEEDS, -1)
         print(f"  sweep num_envs={num_envs}: 1-seed {one['seconds_per_iteration'] * 1e3:.1f} "
               f"ms/iteration, grid program {run_s:.1f} s", flush=True)
         for lr, per_lr in zip(SWEEP_LRS, returns):
-            hits = [first_reach(c) for c in per_lr]
+            hits = [common.first_crossing(c, TARGET) for c in per_lr]
             reached = [h for h in hits if h is not None]
             med = statistics.median(reached) if len(reached) == len(hits) else None
             cell = {
@@ -180,9 +149,7 @@ def main(argv=None) -> int:
     eval_episodes = 32 if quick else 100
     started = time.perf_counter()
 
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}; "
-          f"load average {info['load_average']}", flush=True)
+    info = common.announce()
 
     grid = sweep(args.seed, quick) if args.sweep else None
     if grid:
@@ -202,16 +169,10 @@ def main(argv=None) -> int:
         print(f"    compile {result['compile_s']:.1f} s, run {result['steady_s']:.2f} s, "
               f"to 475 {result['seconds_to_475']} s", flush=True)
 
-    all_states = jax.tree.map(lambda *xs: jnp.concatenate(xs), *states)
-    total = sum(r["seeds"] for r in results)
-    evaluate = jax.jit(jax.vmap(
-        lambda s, k: jaxpg.evaluate(trainer, s, k, num_episodes=eval_episodes)))
-    returns = np.asarray(evaluate(all_states, jax.random.split(jax.random.key(args.seed + 1000),
-                                                               total))).mean(axis=1)
-    offset = 0
-    for r in results:
-        r["eval_return_per_seed"] = returns[offset:offset + r["seeds"]]
-        offset += r["seeds"]
+    returns = common.evaluate_seeds(trainer, common.concat_seeds(states), jax.random.key(args.seed + 1000),
+                                    eval_episodes)
+    for r, piece in zip(results, common.split_seeds(returns, [r["seeds"] for r in results])):
+        r["eval_return_per_seed"] = piece
 
     rows = []
     for r in results:

@@ -6,24 +6,18 @@ metrics kept in memory (chunks, progress off); and `jaxpg.fit` writing its metri
 final checkpoint to a run directory. Reports the median of each and the median of the per-round
 ratios against the one-scan run, and the chunk size `fit` chose.
 
-    python benchmarks/chunked.py            # 500k env steps per seed, 5 rounds
-    python benchmarks/chunked.py --quick    # 100k env steps per seed, 3 rounds
+    python -m benchmarks.chunked            # 500k env steps per seed, 5 rounds
+    python -m benchmarks.chunked --quick    # 100k env steps per seed, 3 rounds
 """
 
 import shutil
-import statistics
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import jax
 
-import jax  # noqa: E402
-
-import envs  # noqa: E402
-import jaxpg  # noqa: E402
-from benchmarks import common  # noqa: E402
+import envs
+import jaxpg
+from benchmarks import common
 
 
 def main() -> None:
@@ -34,35 +28,27 @@ def main() -> None:
     env, env_params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=steps)
     keys = jax.random.split(jax.random.key(0), args.seeds)
-    one_scan = jax.jit(jax.vmap(trainer.train))
-    started = time.perf_counter()
-    jax.block_until_ready(one_scan(keys))
-    compile_scan = time.perf_counter() - started
+    one_scan, compile_scan = common.compile_ahead(jax.vmap(trainer.train), keys)
     folder = tempfile.mkdtemp()
 
-    def fit_to_disk():
-        shutil.rmtree(folder, ignore_errors=True)
-        return jaxpg.fit(trainer, keys, out=folder, progress=False)
+    fitted = {}
+
+    def fit(out=None):
+        if out:
+            shutil.rmtree(out, ignore_errors=True)
+        fitted["last"] = jaxpg.fit(trainer, keys, out=out, progress=False)
+        return fitted["last"]
 
     contenders = {
-        "one scan (vmap(train))": lambda: jax.block_until_ready(one_scan(keys)),
-        "fit, metrics in memory": lambda: jaxpg.fit(trainer, keys, progress=False),
-        "fit, metrics files + checkpoint": fit_to_disk,
+        "one scan (vmap(train))": lambda: one_scan(keys),
+        "fit, metrics in memory": fit,
+        "fit, metrics files + checkpoint": lambda: fit(folder),
     }
-    for name in list(contenders)[1:]:
-        fitted = contenders[name]()  # compile (and warm) outside the timed rounds
-    chunk = fitted.report["chunk_size"]
-    times = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
-            t0 = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - t0)
-    base = times["one scan (vmap(train))"]
-    rows = []
-    for name, values in times.items():
-        ratios = [v / b for v, b in zip(values, base)]
-        rows.append([name, f"{statistics.median(values):.2f}", f"{statistics.median(ratios):.3f}x"])
+    # One untimed round first: fit compiles (and keeps) its programs, the one scan warms up.
+    timing = common.alternate(contenders, rounds, warmup=1)
+    chunk = fitted["last"].report["chunk_size"]
+    times = timing["times"]
+    rows = [[name, f"{timing['median'][name]:.2f}", f"{timing['ratio'][name]:.3f}x"] for name in contenders]
     info = common.machine_info()
     payload = {"machine": info, "seeds": args.seeds, "env_steps_per_seed": steps, "chunk_size": chunk,
                "iterations": trainer.total_iterations, "compile_one_scan_s": compile_scan, "times": times}

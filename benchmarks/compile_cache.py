@@ -3,8 +3,8 @@
 Runs the CLI as a subprocess twice with an empty, private cache folder, then once more with the
 cache off, and reads each run's compile seconds and cache hits from its summary.json.
 
-    python benchmarks/compile_cache.py            # the default run (PPO, 4 seeds, 500k steps)
-    python benchmarks/compile_cache.py --quick    # 100k steps
+    python -m benchmarks.compile_cache            # the default run (PPO, 4 seeds, 500k steps)
+    python -m benchmarks.compile_cache --quick    # 100k steps
 """
 
 import json
@@ -12,11 +12,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 
 def run_cli(out: str, cache: str, extra: list[str], steps: int) -> dict:

@@ -14,25 +14,18 @@ The step keys and random actions come from pools of `POOL` per-step arrays sampl
 the timed region, from our action space (`space.sample`); step t uses pool entry t % POOL. Both
 contenders read the same pools with the same ops, so the timed difference is the environment step.
 
-    python benchmarks/env_throughput.py --quick
-    python benchmarks/env_throughput.py                      # CartPole-v1, N up to 65,536
-    python benchmarks/env_throughput.py --env LQR-v0 SearchRanking-v0 --sizes 1 64 1024
-    python benchmarks/env_throughput.py --env SearchRanking-v0 --baseline /tmp/sr_old/search_ranking_old
+    python -m benchmarks.env_throughput --quick
+    python -m benchmarks.env_throughput                      # CartPole-v1, N up to 65,536
+    python -m benchmarks.env_throughput --env LQR-v0 SearchRanking-v0 --sizes 1 64 1024
+    python -m benchmarks.env_throughput --env SearchRanking-v0 --baseline /tmp/sr_old/search_ranking_old
 """
 
-import importlib
 import sys
-from pathlib import Path
 from typing import NamedTuple
-
-if __package__ in (None, ""):
-    # Run as a script: make `envs` and `benchmarks` importable from the repository root.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gymnax
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import envs
 from benchmarks import common
@@ -115,21 +108,6 @@ def make_pools(env, params, num_envs: int, key):
     return jax.block_until_ready((key_pool, action_pool))
 
 
-def load_package(path: str):
-    """The package in folder `path` (an older copy of an env's package), imported by its name."""
-    folder = Path(path).resolve()
-    sys.path.insert(0, str(folder.parent))
-    try:
-        return importlib.import_module(folder.name)
-    finally:
-        sys.path.remove(str(folder.parent))
-
-
-def load_baseline(path: str):
-    """`(env, params)` from the `make()` of the package folder `path` (an older copy of an env)."""
-    return load_package(path).make()
-
-
 def build_env(env_id: str):
     """Returns `(ours, twin)`, each `(env, params)`; twin is gymnax's same id, or None."""
     try:
@@ -144,25 +122,21 @@ def build_env(env_id: str):
     return ours, twin
 
 
-def memory_per_env(env, params, rollout, num_envs: int, args) -> dict:
+def memory_per_env(env, params, compiled, num_envs: int) -> dict:
     """Bytes per parallel env: its state, and the timed program's temporaries.
 
     `state_bytes` sums the leaves of one `EnvState` and its observation. `temp_bytes` is XLA's
-    memory analysis of the compiled rollout (the executable the timing ran, taken from jit's
-    cache): its scratch buffers (the scan's carries, per-step draws and scores) divided by N.
-    Shared parameters (SearchRanking's catalog) are constants of the program and not counted;
-    `params_bytes` gives their size once.
+    memory analysis of the compiled rollout (the executable the timing ran): its scratch buffers
+    (the scan's carries, per-step draws and scores) divided by N. Shared parameters
+    (SearchRanking's catalog) are constants of the program and not counted; `params_bytes` gives
+    their size once.
     """
     obs, state = jax.eval_shape(env.reset, jax.random.key(0), params)
-    def nbytes(tree):  # leaves may be arrays, shape structs or Python numbers
-        return sum(int(np.prod(np.shape(x))) * np.result_type(x).itemsize for x in jax.tree.leaves(tree))
-
-    stats = rollout.lower(*args).compile().memory_analysis()
-    temp = getattr(stats, "temp_size_in_bytes", None) if stats is not None else None
+    temp = common.temp_bytes(compiled)
     return {
-        "state_bytes": nbytes(state) + nbytes(obs),
+        "state_bytes": common.tree_bytes(state) + common.tree_bytes(obs),
         "temp_bytes": None if temp is None else temp / num_envs,
-        "params_bytes": nbytes(params),
+        "params_bytes": common.tree_bytes(params),
     }
 
 
@@ -178,13 +152,12 @@ def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: in
     result = {"num_envs": num_envs, "num_steps": num_steps, "compile_s": {}, "steady_run_s": {}}
     calls, last = {}, {}
     for name, (env, params) in contenders.items():
-        rollout = make_rollout(env, params, num_envs, num_steps)
-        compile_s, run_s = common.time_compiled(rollout, reset_key, key_pool, action_pool)
-        result["compile_s"][name] = compile_s
-        result["steady_run_s"][name] = run_s
+        rollout, result["compile_s"][name] = common.compile_ahead(
+            make_rollout(env, params, num_envs, num_steps), reset_key, key_pool, action_pool)
+        _, result["steady_run_s"][name] = common.timed(
+            rollout, jax.random.fold_in(reset_key, 1), key_pool, action_pool)
         if name == "ours":
-            result["memory_per_env"] = memory_per_env(
-                env, params, rollout, num_envs, (reset_key, key_pool, action_pool))
+            result["memory_per_env"] = memory_per_env(env, params, rollout, num_envs)
 
         def call(name=name, rollout=rollout):
             last[name] = rollout(reset_key, key_pool, action_pool)
@@ -208,16 +181,6 @@ def bench_size(ours, twin, num_envs: int, num_steps: int, repeats: int, seed: in
     return result
 
 
-def _fmt_rate(x) -> str:
-    return "—" if x is None else f"{x / 1e6:,.2f} M" if x >= 1e6 else f"{x / 1e3:,.1f} k"
-
-
-def _fmt_bytes(x) -> str:
-    if x is None:
-        return "—"
-    return f"{x / 1e6:,.2f} MB" if x >= 1e6 else f"{x / 1e3:,.1f} kB" if x >= 1e3 else f"{x:,.0f} B"
-
-
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--env", nargs="+", default=["CartPole-v1"], help="environment ids")
@@ -235,15 +198,13 @@ def main(argv=None) -> int:
         parser.error("--baseline times one environment: pass a single --env")
     twin_name = "baseline" if args.baseline else "gymnax"
 
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}, "
-          f"gymnax {info['versions']['gymnax']}", flush=True)
+    info = common.announce()
 
     results, skipped, rows = [], [], []
     for env_id in args.env:
         ours, twin = build_env(env_id)
         if args.baseline:
-            twin = load_baseline(args.baseline)
+            twin = common.load_package(args.baseline).make()
         if ours is None:
             print(f"skipping {env_id}: its module is not available yet", file=sys.stderr)
             skipped.append(env_id)
@@ -265,16 +226,16 @@ def main(argv=None) -> int:
                 env_id,
                 f"{n:,}",
                 f"{num_steps:,}",
-                _fmt_rate(r["steps_per_s"]["ours"]),
-                _fmt_rate(r["steps_per_s"].get(twin_name)),
+                common.fmt_rate(r["steps_per_s"]["ours"]),
+                common.fmt_rate(r["steps_per_s"].get(twin_name)),
                 "—" if ratio is None else f"{ratio:.2f}x",
                 f"{r['compile_s']['ours']:.2f}",
                 "—" if twin is None else f"{r['compile_s'][twin_name]:.2f}",
-                _fmt_bytes(r["memory_per_env"]["state_bytes"]),
-                _fmt_bytes(r["memory_per_env"]["temp_bytes"]),
+                common.fmt_bytes(r["memory_per_env"]["state_bytes"]),
+                common.fmt_bytes(r["memory_per_env"]["temp_bytes"]),
                 f"{r['load_average_1min']:.1f}",
             ])
-            print(f"  {env_id} N={n}: ours {_fmt_rate(r['steps_per_s']['ours'])}steps/s"
+            print(f"  {env_id} N={n}: ours {common.fmt_rate(r['steps_per_s']['ours'])}steps/s"
                   + ("" if ratio is None else f", ours/{twin_name} {ratio:.2f}x"), flush=True)
 
     if not results:

@@ -11,7 +11,7 @@ figure). Sections (`--only` picks a subset):
 - `ppo`: jaxpg PPO against rejax on PureJaxRL's CartPole config (`ppo_cartpole.jaxpg_config` and
   `ppo_cartpole.make_rejax`: 4 envs x 128 steps, 976 iterations = 499,712 env steps per agent) at 1,
   64 and 2,048 vmapped seeds; compile (`lower().compile()`, no run spent on it) apart from the
-  steady run, alternated (`ppo_cartpole.compile_then_alternate`); the greedy evaluation return of
+  steady run, alternated (`common.compile_then_alternate`); the greedy evaluation return of
   every final policy and jaxpg's final training return. The 2,048-seed rows carry PureJaxRL's
   published time (2,048 agents in about 98 s on an A100) and the goal (under 40 s on an
   H100/H200). Quick: 1 and 4 seeds, 16 iterations.
@@ -29,23 +29,17 @@ Writes `benchmarks/results/gpu.json` (`gpu_quick.json`; or `--out`) with the mac
 config and every raw timing, and the Markdown tables next to it (`gpu.md`, `gpu_quick.md`).
 Timings on a CPU answer "does it run"; quote only GPU runs, with the device named.
 
-    python benchmarks/gpu.py                       # one GPU, under 8 minutes
-    python benchmarks/gpu.py --quick               # 2-core CPU, under 2 minutes
-    python benchmarks/gpu.py --only ppo reinforce_grpo
+    python -m benchmarks.gpu                       # one GPU, under 8 minutes
+    python -m benchmarks.gpu --quick               # 2-core CPU, under 2 minutes
+    python -m benchmarks.gpu --only ppo reinforce_grpo
 """
 
 import argparse
 import dataclasses
-import importlib.metadata
 import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import envs
@@ -132,30 +126,11 @@ def scan_steps(num_envs: int, budget: int, cap: int) -> int:
 
 def device_memory_bytes() -> int | None:
     """The first device's memory limit (GPU: what XLA may allocate), or None where unknown (CPU)."""
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:  # not every backend implements memory_stats
-        return None
-    return None if not stats else stats.get("bytes_limit")
-
-
-def peak_device_bytes() -> int | None:
-    try:
-        stats = jax.devices()[0].memory_stats()
-    except Exception:
-        return None
-    return None if not stats else stats.get("peak_bytes_in_use")
-
-
-def program_temp_bytes(fn, *args) -> int | None:
-    """XLA's temporary buffers of the compiled `fn(*args)`; jit's caches hold the program the
-    timing compiled, so this neither traces nor compiles again."""
-    stats = fn.lower(*args).compile().memory_analysis()
-    return None if stats is None else getattr(stats, "temp_size_in_bytes", None)
+    return common.device_memory()["limit"]
 
 
 def _seconds(x) -> str:
-    return ppo_cartpole._fmt(x, ".2f" if x is not None and x < 10 else ".1f")
+    return common.fmt(x, ".2f" if x is not None and x < 10 else ".1f")
 
 
 def _mean_std(values) -> str:
@@ -179,20 +154,20 @@ def cartpole_env(sizes: Sizes, seed: int) -> dict:
             r["published_gymnax_a100_s_per_1m_steps"] = GYMNAX_S_PER_1M_STEPS
         results.append(r)
         rows.append([
-            f"{n:,}", f"{steps:,}", env_throughput._fmt_rate(rate), env_throughput._fmt_rate(twin_rate),
+            f"{n:,}", f"{steps:,}", common.fmt_rate(rate), common.fmt_rate(twin_rate),
             f"{ratio:.2f}x", f"{r['s_per_1m_steps']['ours']:.4f}", f"{r['s_per_1m_steps']['gymnax']:.4f}",
             f"gymnax {GYMNAX_S_PER_1M_STEPS} s (A100)" if published else "—",
             f"{GYMNAX_S_PER_1M_STEPS / r['s_per_1m_steps']['ours']:.2f}x" if published else "—",
             f"{r['compile_s']['ours']:.2f} / {r['compile_s']['gymnax']:.2f}",
-            env_throughput._fmt_bytes(r["memory_per_env"]["temp_bytes"]),
+            common.fmt_bytes(r["memory_per_env"]["temp_bytes"]),
         ])
-        print(f"  cartpole_env N={n:,}: ours {env_throughput._fmt_rate(rate)}steps/s, gymnax "
-              f"{env_throughput._fmt_rate(twin_rate)}steps/s, ours/gymnax {ratio:.2f}x", flush=True)
+        print(f"  cartpole_env N={n:,}: ours {common.fmt_rate(rate)}steps/s, gymnax "
+              f"{common.fmt_rate(twin_rate)}steps/s, ours/gymnax {ratio:.2f}x", flush=True)
     table = common.markdown_table(
         ["N envs", "steps/call", "ours steps/s", "gymnax steps/s", "ours/gymnax", "ours s/1M steps",
          "gymnax s/1M steps", "published", "ours vs published", "compile ours / gymnax (s)",
          "temporaries/env (ours)"], rows)
-    caption = (f"Random actions from pools sampled outside the timed region (env_throughput.py); steps/s from "
+    caption = (f"Random actions from pools sampled outside the timed region (benchmarks.env_throughput); steps/s from "
                f"the median of {sizes.cartpole_repeats} alternated calls; ours/gymnax = median of the rounds' "
                f"ratios. Published: gymnax's {GYMNAX_S_PER_1M_STEPS} s per 1M steps at "
                f"{GYMNAX_REFERENCE_ENVS:,} envs on an A100 (its loop samples actions inside); "
@@ -221,9 +196,9 @@ def ppo_rows(runs: list[dict], iterations: int) -> tuple[list[list[str]], dict |
         train = run.get("final_train_return_per_seed")
         rows.append([
             run["peer"], f"{run['seeds']:,}", f"{run['env_steps']:,}", f"{run['compile_s']:.1f}",
-            _seconds(run["run_s"]), env_throughput._fmt_rate(run["steps_per_s"]),
+            _seconds(run["run_s"]), common.fmt_rate(run["steps_per_s"]),
             "—" if ratio is None else f"{ratio:.2f}x", _mean_std(run["eval_return_per_seed"]),
-            "—" if train is None else f"{np.mean(train):.1f}", env_throughput._fmt_bytes(run["temp_bytes"]),
+            "—" if train is None else f"{np.mean(train):.1f}", common.fmt_bytes(run["temp_bytes"]),
             f"PureJaxRL {PUREJAXRL_2048_AGENTS_S:.0f} s (A100); {PUREJAXRL_2048_AGENTS_S / run['run_s']:.2f}x"
             if headline else "—",
             ("met" if goal["met"] else "not met") + f": {run['run_s']:.1f} s run, "
@@ -255,10 +230,10 @@ def ppo(sizes: Sizes, seed: int) -> dict:
         contenders = {"jaxpg": vmapped(trainer.train)}
         if algo is not None:
             contenders["rejax"] = vmapped(algo.train)
-        keys = ppo_cartpole.seed_keys(seed, num_seeds)
-        t = ppo_cartpole.compile_then_alternate(contenders, keys, rounds)
+        keys = common.seed_keys(seed, num_seeds)
+        t = common.compile_then_alternate(contenders, keys, rounds)
         steps = num_seeds * iterations * ppo_cartpole.BATCH
-        add_seed_axis = (lambda x: x) if num_seeds > 1 else (lambda tree: jax.tree.map(lambda x: x[None], tree))
+        add_seed_axis = (lambda x: x) if num_seeds > 1 else common.add_seed_axis
         state, metrics = t["last"]["jaxpg"]
         finals["jaxpg"].append(add_seed_axis(state))
         if algo is not None:
@@ -268,7 +243,7 @@ def ppo(sizes: Sizes, seed: int) -> dict:
             run = {
                 "peer": name, "seeds": num_seeds, "iterations": iterations, "env_steps": steps,
                 "compile_s": t["compile_s"][name], "run_s": t["steady_s"][name], "times_s": t["times_s"][name],
-                "steps_per_s": steps / t["steady_s"][name], "temp_bytes": program_temp_bytes(contenders[name], keys),
+                "steps_per_s": steps / t["steady_s"][name], "temp_bytes": common.temp_bytes(t["compiled"][name]),
             }
             if name == "jaxpg":
                 run["final_train_return_per_seed"] = train_returns
@@ -276,28 +251,18 @@ def ppo(sizes: Sizes, seed: int) -> dict:
                     run["jaxpg_over_rejax_steps_per_s"] = t["ratio"]["rejax"]
             runs.append(run)
             print(f"    {name} {num_seeds} seed(s): compile {run['compile_s']:.1f} s, run {run['run_s']:.2f} s, "
-                  f"{env_throughput._fmt_rate(run['steps_per_s'])}steps/s", flush=True)
+                  f"{common.fmt_rate(run['steps_per_s'])}steps/s", flush=True)
 
     # Greedy evaluation of every final policy, each peer in one batch (one compile), the same
-    # episode loop and keys for both (as in ppo_cartpole.py).
-    episodes = sizes.eval_episodes
-    total = sum(sizes.ppo_seeds)
-    eval_keys = jax.random.split(jax.random.key(seed + 1000), total)
-    jaxpg_eval = jax.jit(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, num_episodes=episodes)))
-    returns = {"jaxpg": np.asarray(jaxpg_eval(ppo_cartpole.stack_states(*finals["jaxpg"]), eval_keys)).mean(axis=1)}
+    # episode loop and keys for both (as in benchmarks.ppo_cartpole).
+    episodes, eval_key = sizes.eval_episodes, jax.random.key(seed + 1000)
+    returns = {"jaxpg": common.evaluate_seeds(trainer, common.concat_seeds(finals["jaxpg"]), eval_key, episodes)}
     if algo is not None:
-        def rejax_greedy(params, obs):
-            logits = algo.actor.apply(params, obs, method=lambda m, x: m._action_dist(x).logits)
-            return jnp.argmax(logits, axis=-1)
-
-        rejax_eval = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
-            env, env_params, lambda obs, _: rejax_greedy(p, obs), k, episodes)))
-        returns["rejax"] = np.asarray(
-            rejax_eval(ppo_cartpole.stack_states(*finals["rejax"]), eval_keys)).mean(axis=1)
-    offsets = dict(zip(sizes.ppo_seeds, np.cumsum((0,) + sizes.ppo_seeds[:-1])))
+        returns["rejax"] = ppo_cartpole.rejax_returns(
+            algo, env, env_params, common.concat_seeds(finals["rejax"]), eval_key, episodes)
+    pieces = {peer: dict(zip(sizes.ppo_seeds, common.split_seeds(r, sizes.ppo_seeds))) for peer, r in returns.items()}
     for run in runs:
-        start = offsets[run["seeds"]]
-        run["eval_return_per_seed"] = returns[run["peer"]][start:start + run["seeds"]]
+        run["eval_return_per_seed"] = pieces[run["peer"]][run["seeds"]]
 
     rows, goal = ppo_rows(runs, iterations)
     table = common.markdown_table(
@@ -336,12 +301,12 @@ def search_ranking(sizes: Sizes, seed: int) -> dict:
         mem = r["memory_per_env"]
         total = None if mem["temp_bytes"] is None else mem["temp_bytes"] * n
         rows.append([
-            f"{n:,}", f"{sizes.search_products:,}", f"{steps:,}", env_throughput._fmt_rate(r["steps_per_s"]["ours"]),
-            f"{r['compile_s']['ours']:.2f}", env_throughput._fmt_bytes(mem["state_bytes"]),
-            env_throughput._fmt_bytes(mem["temp_bytes"]), env_throughput._fmt_bytes(total),
+            f"{n:,}", f"{sizes.search_products:,}", f"{steps:,}", common.fmt_rate(r["steps_per_s"]["ours"]),
+            f"{r['compile_s']['ours']:.2f}", common.fmt_bytes(mem["state_bytes"]),
+            common.fmt_bytes(mem["temp_bytes"]), common.fmt_bytes(total),
         ])
-        print(f"  search_ranking N={n:,}: {env_throughput._fmt_rate(r['steps_per_s']['ours'])}steps/s, "
-              f"temporaries {env_throughput._fmt_bytes(total)}", flush=True)
+        print(f"  search_ranking N={n:,}: {common.fmt_rate(r['steps_per_s']['ours'])}steps/s, "
+              f"temporaries {common.fmt_bytes(total)}", flush=True)
     table = common.markdown_table(
         ["N envs", "products", "steps/call", "env steps/s", "compile (s)", "state/env", "temporaries/env",
          "temporaries in all"], rows)
@@ -365,7 +330,7 @@ def reinforce_grpo(sizes: Sizes, seed: int) -> dict:
               flush=True)
         keys = jax.random.split(jax.random.key(seed), num_seeds)
         program = jax.jit(jax.vmap(trainer.train))
-        t = ppo_cartpole.compile_then_alternate({algo: program}, keys, 1)
+        t = common.compile_then_alternate({algo: program}, keys, 1)
         _, metrics = t["last"][algo]
         steps = num_seeds * iterations * per_iteration
         run_s = t["steady_s"][algo]
@@ -373,7 +338,7 @@ def reinforce_grpo(sizes: Sizes, seed: int) -> dict:
         run = {
             "algo": algo, "seeds": num_seeds, "iterations": iterations, "steps_per_iteration": per_iteration,
             "env_steps": steps, "compile_s": t["compile_s"][algo], "run_s": run_s, "times_s": t["times_s"][algo],
-            "steps_per_s": steps / run_s, "temp_bytes": program_temp_bytes(program, keys),
+            "steps_per_s": steps / run_s, "temp_bytes": common.temp_bytes(t["compiled"][algo]),
             "preset": dict(preset.options),
             "preset_iterations": preset_iterations,
             "preset_run_s_extrapolated": run_s / iterations * preset_iterations,
@@ -382,12 +347,12 @@ def reinforce_grpo(sizes: Sizes, seed: int) -> dict:
         runs.append(run)
         rows.append([
             algo, f"{num_seeds:,}", f"{iterations} x {per_iteration:,}", f"{steps:,}", f"{run['compile_s']:.1f}",
-            _seconds(run_s), env_throughput._fmt_rate(run["steps_per_s"]),
+            _seconds(run_s), common.fmt_rate(run["steps_per_s"]),
             f"{_seconds(run['preset_run_s_extrapolated'])} ({preset_iterations} it.)",
-            f"{np.mean(run['final_train_return_per_seed']):.1f}", env_throughput._fmt_bytes(run["temp_bytes"]),
+            f"{np.mean(run['final_train_return_per_seed']):.1f}", common.fmt_bytes(run["temp_bytes"]),
         ])
         print(f"    {algo}: compile {run['compile_s']:.1f} s, run {run_s:.2f} s, "
-              f"{env_throughput._fmt_rate(run['steps_per_s'])}steps/s", flush=True)
+              f"{common.fmt_rate(run['steps_per_s'])}steps/s", flush=True)
     table = common.markdown_table(
         ["algo", "seeds", "iterations x steps", "env steps", "compile (s)", "run (s)", "env steps/s",
          "preset's full run, extrapolated (s)", "final train return (mean over seeds)", "XLA temporaries"], rows)
@@ -406,7 +371,7 @@ def tokens(sizes: Sizes, seed: int) -> dict:
 
     Speed only, so the policy starts from its initialisation rather than from SFT (the same
     program either way); every member generates the task's full completion length, the steps
-    after its EOS masked but computed, and those count as generated, as `benchmarks/tokens.py`
+    after its EOS masked but computed, and those count as generated, as `benchmarks.tokens`
     counts them.
     """
     preset = jaxpg.presets.get("Addition-v0-2digits", "grpo")
@@ -421,7 +386,7 @@ def tokens(sizes: Sizes, seed: int) -> dict:
           f"of {per_iteration:,} tokens", flush=True)
     program = jax.jit(trainer.train)
     key = jax.random.key(seed)
-    t = ppo_cartpole.compile_then_alternate({"grpo": program}, key, 1)
+    t = common.compile_then_alternate({"grpo": program}, key, 1)
     tokens_generated = iterations * per_iteration
     run_s = t["steady_s"]["grpo"]
     run = {
@@ -429,17 +394,17 @@ def tokens(sizes: Sizes, seed: int) -> dict:
         "group_size": group_size, "iterations": iterations, "tokens_per_iteration": per_iteration,
         "tokens": tokens_generated, "compile_s": t["compile_s"]["grpo"], "run_s": run_s,
         "times_s": t["times_s"]["grpo"], "tokens_per_s": tokens_generated / run_s,
-        "temp_bytes": program_temp_bytes(program, key),
+        "temp_bytes": common.temp_bytes(t["compiled"]["grpo"]),
         "network": {k: preset.options[k] for k in ("transformer_dim", "transformer_layers", "transformer_heads")},
     }
     print(f"    grpo: compile {run['compile_s']:.1f} s, run {run_s:.2f} s, "
-          f"{env_throughput._fmt_rate(run['tokens_per_s'])}tokens/s", flush=True)
+          f"{common.fmt_rate(run['tokens_per_s'])}tokens/s", flush=True)
     net = run["network"]
     rows = [[
         "Addition-v0 (2 digits)", f"{sizes.token_groups:,} x {group_size}", f"{iterations} x {per_iteration:,}",
         f"{net['transformer_layers']} layers, dim {net['transformer_dim']}, {net['transformer_heads']} heads",
-        f"{run['compile_s']:.1f}", _seconds(run_s), env_throughput._fmt_rate(run["tokens_per_s"]),
-        env_throughput._fmt_bytes(run["temp_bytes"]),
+        f"{run['compile_s']:.1f}", _seconds(run_s), common.fmt_rate(run["tokens_per_s"]),
+        common.fmt_bytes(run["temp_bytes"]),
     ]]
     table = common.markdown_table(
         ["task", "groups x members", "iterations x tokens", "policy", "compile (s)", "run (s)", "tokens/s",
@@ -457,13 +422,6 @@ RUNNERS = {"cartpole_env": cartpole_env, "ppo": ppo, "search_ranking": search_ra
            "reinforce_grpo": reinforce_grpo, "tokens": tokens}
 
 
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
@@ -479,7 +437,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     info = common.machine_info()
     label = common.device_label(info)
-    versions = {**info["versions"], "rejax": _version("rejax")}
+    versions = info["versions"]
     print(f"device: {label}; jax {versions['jax']}, gymnax {versions['gymnax']}, rejax {versions['rejax']}; "
           f"load average {info['load_average']}; mode {mode}; sections {', '.join(sections)}", flush=True)
     if mode == "full" and info["backend"] == "cpu":
@@ -492,7 +450,7 @@ def main(argv=None) -> int:
         section_start = time.perf_counter()
         done[name] = RUNNERS[name](sizes, args.seed)
         done[name]["wall_s"] = time.perf_counter() - section_start
-        done[name]["peak_device_bytes"] = peak_device_bytes()
+        done[name]["peak_device_bytes"] = common.device_memory()["peak"]
         print(f"  {name}: {done[name]['wall_s']:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
 
@@ -507,7 +465,7 @@ def main(argv=None) -> int:
         budget_line += (f"; 2,048-agent PPO run {goal['run_s']:.1f} s (goal under {goal['goal_s']:.0f} s: "
                         f"{'met' if goal['met'] else 'not met'}; {goal['run_plus_compile_s']:.1f} s with compile)")
     load = "n/a" if info["load_average"] is None else ", ".join(f"{x:.1f}" for x in info["load_average"])
-    command = " ".join(["python benchmarks/gpu.py"] + [f"--{mode}"] * (mode != "full")
+    command = " ".join(["python -m benchmarks.gpu"] + [f"--{mode}"] * (mode != "full")
                        + (["--only", *sections] if args.only else []))
     header = (f"# GPU suite: `{command}`\n\n"
               f"{label}; jax {versions['jax']}, gymnax {versions['gymnax']}, rejax {versions['rejax']}; "

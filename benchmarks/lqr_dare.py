@@ -18,16 +18,11 @@ metric `grad_variance`) per baseline, early (first 10 iterations) and late (last
 runs near K*). Note REINFORCE's own fixed point for 200-step episodes is 0.0023 from K* (see
 `reinforce_target` in tests/test_lqr_learning.py); PPO bootstraps on truncation and targets K*.
 
-    python benchmarks/lqr_dare.py --quick    # 4 seeds, 0.6M env steps each (< 2 min, 2 cores)
-    python benchmarks/lqr_dare.py            # 16 seeds, 2.5M env steps each
+    python -m benchmarks.lqr_dare --quick    # 4 seeds, 0.6M env steps each (< 2 min, 2 cores)
+    python -m benchmarks.lqr_dare            # 16 seeds, 2.5M env steps each
 """
 
-import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -97,11 +92,7 @@ def summarise(errors):
 
 
 def plot(curves, steps_per_iteration, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, errors in curves.items():
         x = (np.arange(errors.shape[1]) + 1) * steps_per_iteration[name]
@@ -127,9 +118,7 @@ def main(argv=None) -> int:
     num_seeds = args.seeds or (QUICK_SEEDS if args.quick else FULL_SEEDS)
     budget = QUICK_BUDGET if args.quick else FULL_BUDGET
     started = time.perf_counter()
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}; "
-          f"load average {info['load_average']}", flush=True)
+    info = common.announce()
 
     trainers, env_params = make_trainers(budget)
     K_star = float(lqr.optimal_gain(env_params)[0, 0])
@@ -137,13 +126,7 @@ def main(argv=None) -> int:
     results, curves = {}, {}
     for name, trainer in trainers.items():
         lrs = schedule(trainer)
-        fn = runner(trainer)
-        t0 = time.perf_counter()
-        compiled = fn.lower(keys, lrs).compile()
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        gains, grad_var = jax.block_until_ready(compiled(keys, lrs))
-        run_s = time.perf_counter() - t0
+        (gains, grad_var), compile_s, run_s = common.compile_and_run(runner(trainer), keys, lrs)
         gains, grad_var = np.asarray(gains, np.float64), np.asarray(grad_var, np.float64)
         errors = np.abs(gains - K_star)
         curves[name] = errors

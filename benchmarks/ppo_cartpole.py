@@ -25,7 +25,8 @@ max grad norm 0.5, separate 64x64 tanh policy and value networks. Per peer and s
   gather into minibatches) and
   update (forward/backward + Adam over 16 minibatches), each jitted on its own and repeated
   in a `fori_loop`, alternated, against the network FLOPs each piece needs (full mode adds the
-  whole `trainer.step` as a sum check).
+  whole `trainer.step` as a sum check). The pieces are the trainer's own functions recomposed;
+  benchmarks/README.md says why this one copy of an iteration exists.
 
 How the peers differ where their APIs allow no choice (see benchmarks/README.md): rejax
 clips gradients elementwise (`optax.clip`), keeps separate Adam states for actor and critic
@@ -35,19 +36,14 @@ deep-copyable below). SB3 uses its DummyVecEnv over 4 Gymnasium CartPole-v1 envs
 loss has no 1/2 factor (so `vf_coef=0.25` gives the same weight), no value clipping, and torch
 runs on 1 thread (on a shared 2-core machine its default of 2 threads was 20-50x slower).
 
-    python benchmarks/ppo_cartpole.py --quick            # ~3-4 min on a shared 2-core CPU
-    python benchmarks/ppo_cartpole.py                    # full, ~25 min; SB3's 5 runs dominate
-    python benchmarks/ppo_cartpole.py --sb3-seeds 0 --scaling-seeds   # JAX peers only
+    python -m benchmarks.ppo_cartpole --quick            # ~3-4 min on a shared 2-core CPU
+    python -m benchmarks.ppo_cartpole                    # full, ~25 min; SB3's 5 runs dominate
+    python -m benchmarks.ppo_cartpole --sb3-seeds 0 --scaling-seeds   # JAX peers only
 """
 
-import math
 import statistics
 import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -74,67 +70,10 @@ def jaxpg_config(iterations: int) -> dict:
                 hidden_sizes=HIDDEN, activation="tanh", **HP)
 
 
-def seed_keys(seed: int, num_seeds: int):
-    key = jax.random.key(seed)
-    return key if num_seeds == 1 else jax.random.split(key, num_seeds)
-
-
-def next_key(keys, i: int):
-    """A fresh key (or batch of keys) for call `i`, same shapes as `keys`."""
-    if keys.ndim == 0:
-        return jax.random.fold_in(keys, i)
-    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, i)
-
-
-def compile_then_alternate(contenders: dict, keys, rounds: int) -> dict:
-    """Compiles each jitted `fn(keys)` ahead of time, then alternates steady calls A B A B.
-
-    Compile time is `fn.lower(keys).compile()` (trace, lower and XLA compile, no run), so no
-    training run is spent on it; every timed round then calls each compiled program once on a
-    fresh key, waiting with `block_until_ready`.
-
-    Returns dict with `compile_s`, `times_s` (name -> rounds), `steady_s` (median), `ratio`
-    (name -> median over rounds of its time / the first contender's) and `last` (name -> the
-    outputs of its last call).
-    """
-    compile_s, last, calls = {}, {}, {}
-    for name, fn in contenders.items():
-        start = time.perf_counter()
-        compiled = fn.lower(keys).compile()
-        compile_s[name] = time.perf_counter() - start
-        print(f"    {name}: compile {compile_s[name]:.1f} s", flush=True)
-        counter = iter(range(1, 10_000))
-
-        def call(name=name, compiled=compiled):
-            last[name] = compiled(next_key(keys, next(counter)))
-            return last[name]
-
-        calls[name] = call
-    timing = common.alternate(calls, rounds, warmup=0)
-    return {
-        "compile_s": compile_s,
-        "times_s": timing["times"],
-        "steady_s": timing["median"],
-        "ratio": timing["ratio"],
-        "last": last,
-    }
-
-
-def first_reach(curve, target=TARGET):
-    """Index of the first entry >= target, or None."""
-    hits = np.flatnonzero(np.asarray(curve) >= target)
-    return int(hits[0]) if hits.size else None
-
-
 def jaxpg_learning(metrics, num_seeds: int):
     """`(seeds, iterations)` training returns and the mean-over-seeds curve."""
     returns = np.asarray(metrics["episode_return"]).reshape(num_seeds, -1)
     return returns, returns.mean(axis=0)
-
-
-def stack_states(*batches):
-    """Concatenates TrainStates along a leading seed axis (a single state gets one)."""
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
 
 
 # rejax ---------------------------------------------------------------------------------------
@@ -171,6 +110,15 @@ def make_rejax(iterations: int, env, env_params):
     # the unwrapped 6-value env, so it is replaced by a no-op and every peer is evaluated by
     # the same greedy loop (`jaxpg.episode_returns`), outside the timed run.
     return algo.replace(env=LegacyStep(env), eval_callback=lambda algo, ts, rng: jnp.zeros(()))
+
+
+def rejax_returns(algo, env, env_params, params, key, num_episodes: int):
+    """`(S,)` mean greedy return of rejax actor `params` (leading seed axis S), on the same episode
+    loop and keys as `common.evaluate_seeds` gives jaxpg's policies."""
+    def greedy(p, obs):
+        return jnp.argmax(algo.actor.apply(p, obs, method=lambda m, x: m._action_dist(x).logits), axis=-1)
+
+    return common.evaluate_params(env, env_params, greedy, params, key, num_episodes)
 
 
 # stable-baselines3 ---------------------------------------------------------------------------
@@ -229,7 +177,7 @@ def run_sb3(seed: int, iterations: int, eval_episodes: int, stop_at_target: bool
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes,
                                  deterministic=True, return_episode_rewards=True)
     steps, seconds, curve_returns = (np.array(c) for c in zip(*curve.rows))
-    hit = first_reach(curve_returns)
+    hit = common.first_crossing(curve_returns, TARGET)
     return {
         "seed": seed,
         "train_s": train_s,
@@ -252,26 +200,6 @@ def network_flops() -> dict:
     sizes = (obs_dim, *HIDDEN)
     hidden = sum(2 * a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return {"policy": hidden + 2 * HIDDEN[-1] * num_actions, "value": hidden + 2 * HIDDEN[-1]}
-
-
-def peak_flops(info: dict) -> dict:
-    """Rough fp32 peak: cores x clock x FLOPs/cycle (2 FMA pipes x 8 lanes x 2 with AVX2+FMA)."""
-    mhz = None
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("cpu MHz") and mhz is None:
-                    mhz = float(line.split(":")[1])
-                if line.startswith("flags") and not flags:
-                    flags = line
-    except OSError:
-        pass
-    per_cycle = 64 if "avx512f" in flags else 32 if ("avx2" in flags and "fma" in flags) else 8
-    if info["backend"] != "cpu" or mhz is None:
-        return {"flops_per_s": None, "note": "peak unknown for this device"}
-    return {"flops_per_s": info["cpu_count"] * mhz * 1e6 * per_cycle,
-            "note": f"{info['cpu_count']} cores x {mhz:.0f} MHz x {per_cycle} FLOP/cycle (fp32)"}
 
 
 def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
@@ -357,11 +285,9 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
         pieces["step"] = (lambda c: trainer._step(c[0])[0:1], (state,))
     out, calls = {}, {}
     for name, (body, init) in pieces.items():
-        looped = jax.jit(lambda init, body=body: jax.lax.fori_loop(
-            0, reps, lambda i, c: tuple(body(c)), init))
-        start = time.perf_counter()
-        jax.block_until_ready(looped(init))
-        out[name] = {"compile_s": time.perf_counter() - start, "reps": reps}
+        looped, compile_s = common.compile_ahead(
+            lambda init, body=body: jax.lax.fori_loop(0, reps, lambda i, c: tuple(body(c)), init), init)
+        out[name] = {"compile_s": compile_s, "reps": reps}
         calls[name] = lambda looped=looped, init=init: looped(init)
     # The pieces alternate, so load from other processes hits all of them alike.
     timing = common.alternate(calls, rounds, warmup=0)
@@ -396,14 +322,6 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
 
 # main ----------------------------------------------------------------------------------------
 
-def _fmt(x, spec=".1f", none="—"):
-    return none if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-
-def _rate(x):
-    return "—" if x is None else f"{x / 1e6:.2f} M" if x >= 1e6 else f"{x / 1e3:.1f} k"
-
-
 def main(argv=None) -> int:
     parser = common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+",
@@ -435,25 +353,12 @@ def main(argv=None) -> int:
     eval_episodes = 32 if quick else 100
     started = time.perf_counter()
 
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}; "
-          f"load average {info['load_average']}", flush=True)
+    info = common.announce()
 
     env, env_params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(iterations))
     assert trainer.total_iterations == iterations
     algo = None if args.skip_rejax else make_rejax(iterations, env, env_params)
-
-    jaxpg_eval = jax.jit(jax.vmap(
-        lambda s, k: jaxpg.evaluate(trainer, s, k, num_episodes=eval_episodes)))
-    if algo is not None:
-        def rejax_logits(params, obs):
-            return algo.actor.apply(params, obs, method=lambda m, x: m._action_dist(x).logits)
-
-        # The same episode loop and keys as `jaxpg.evaluate`, so both peers meet the same starts.
-        rejax_eval = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
-            env, env_params, lambda obs, _: jnp.argmax(rejax_logits(p, obs), axis=-1), k,
-            eval_episodes)))
 
     runs, ratios = {}, {}
     jaxpg_states, rejax_params = {}, {}
@@ -465,7 +370,7 @@ def main(argv=None) -> int:
             contenders["rejax"] = (jax.jit(algo.train) if num_seeds == 1
                                    else jax.jit(jax.vmap(algo.train)))
         rounds = rounds_1 if num_seeds == 1 else rounds_multi
-        t = compile_then_alternate(contenders, seed_keys(args.seed, num_seeds), rounds)
+        t = common.compile_then_alternate(contenders, common.seed_keys(args.seed, num_seeds), rounds)
         steps = num_seeds * iterations * BATCH
         for name in contenders:
             runs[(name, num_seeds)] = {
@@ -478,41 +383,35 @@ def main(argv=None) -> int:
                                  "rounds": rounds}
             ts, _ = t["last"]["rejax"]
             p = ts.actor_ts.params
-            rejax_params[num_seeds] = p if num_seeds > 1 else jax.tree.map(lambda x: x[None], p)
+            rejax_params[num_seeds] = p if num_seeds > 1 else common.add_seed_axis(p)
         state, metrics = t["last"]["jaxpg"]
-        jaxpg_states[num_seeds] = state if num_seeds > 1 else jax.tree.map(lambda x: x[None], state)
+        jaxpg_states[num_seeds] = state if num_seeds > 1 else common.add_seed_axis(state)
         per_seed, curve = jaxpg_learning(metrics, num_seeds)
         r = runs[("jaxpg", num_seeds)]
-        hit = first_reach(curve)
+        hit = common.first_crossing(curve, TARGET)
         per_iter = r["steady_s"] / iterations
         r["iteration_to_475"] = hit
         r["seconds_to_475"] = None if hit is None else (hit + 1) * per_iter
         r["seconds_to_475_with_compile"] = (None if hit is None
                                             else r["seconds_to_475"] + r["compile_s"])
-        r["per_seed_iteration_to_475"] = [first_reach(c) for c in per_seed]
+        r["per_seed_iteration_to_475"] = [common.first_crossing(c, TARGET) for c in per_seed]
         r["curve_mean_return"] = curve
         r["final_train_return"] = per_seed[:, -1]
-        print(f"    jaxpg {_rate(r['steps_per_s'])} steps/s"
+        print(f"    jaxpg {common.fmt_rate(r['steps_per_s'])} steps/s"
               + (f", jaxpg/rejax {ratios[num_seeds]['jaxpg_over_rejax_steps_per_s']:.2f}x"
                  if algo is not None else ""), flush=True)
 
-    # Evaluation: every seed count's final policies in one batch per peer (one compile each).
-    counts = list(jaxpg_states)
-    all_states = stack_states(*(jaxpg_states[n] for n in counts))
-    total = sum(jax.tree.leaves(jaxpg_states[n])[0].shape[0] for n in counts)
-    eval_keys = jax.random.split(jax.random.key(args.seed + 1000), total)
-    returns = np.asarray(jaxpg_eval(all_states, eval_keys)).mean(axis=1)
-    offset = 0
-    for n in counts:
-        runs[("jaxpg", n)]["eval_return_per_seed"] = returns[offset:offset + n]
-        offset += n
+    # Evaluation: every seed count's final policies in one batch per peer (one compile each), on
+    # the same episode loop and keys, so both peers meet the same starts.
+    counts, eval_key = list(jaxpg_states), jax.random.key(args.seed + 1000)
+    returns = {"jaxpg": common.evaluate_seeds(
+        trainer, common.concat_seeds([jaxpg_states[n] for n in counts]), eval_key, eval_episodes)}
     if algo is not None:
-        all_params = stack_states(*(rejax_params[n] for n in counts))
-        returns = np.asarray(rejax_eval(all_params, eval_keys)).mean(axis=1)
-        offset = 0
-        for n in counts:
-            runs[("rejax", n)]["eval_return_per_seed"] = returns[offset:offset + n]
-            offset += n
+        returns["rejax"] = rejax_returns(algo, env, env_params, common.concat_seeds(
+            [rejax_params[n] for n in counts]), eval_key, eval_episodes)
+    for peer, values in returns.items():
+        for n, piece in zip(counts, common.split_seeds(values, counts)):
+            runs[(peer, n)]["eval_return_per_seed"] = piece
 
     for num_seeds in scaling:
         scale_iters = max(2, min(iterations, (1 << 21) // (num_seeds * BATCH)))
@@ -521,7 +420,7 @@ def main(argv=None) -> int:
         contenders = {"jaxpg": jax.jit(jax.vmap(scaled.train))}
         if algo is not None:
             contenders["rejax"] = jax.jit(jax.vmap(make_rejax(scale_iters, env, env_params).train))
-        t = compile_then_alternate(contenders, seed_keys(args.seed, num_seeds), rounds_multi)
+        t = common.compile_then_alternate(contenders, common.seed_keys(args.seed, num_seeds), rounds_multi)
         steps = num_seeds * scale_iters * BATCH
         for name in contenders:
             steady = t["steady_s"][name]
@@ -534,7 +433,7 @@ def main(argv=None) -> int:
         if algo is not None:
             ratios[num_seeds] = {"jaxpg_over_rejax_steps_per_s": t["ratio"]["rejax"],
                                  "rounds": rounds_multi, "iterations": scale_iters}
-        print(f"    jaxpg {_rate(runs[('jaxpg', num_seeds)]['steps_per_s'])} steps/s"
+        print(f"    jaxpg {common.fmt_rate(runs[('jaxpg', num_seeds)]['steps_per_s'])} steps/s"
               + (f", jaxpg/rejax {t['ratio']['rejax']:.2f}x" if algo is not None else ""), flush=True)
 
     sb3 = []
@@ -542,14 +441,14 @@ def main(argv=None) -> int:
         print(f"  SB3 seed {args.seed + i}, {sb3_iterations} iterations", flush=True)
         sb3.append(run_sb3(args.seed + i, sb3_iterations, eval_episodes, stop_at_target=quick))
         print(f"    {sb3[-1]['steps_per_s']:.0f} steps/s, to 475: "
-              f"{_fmt(sb3[-1]['seconds_to_475'])} s", flush=True)
+              f"{common.fmt(sb3[-1]['seconds_to_475'])} s", flush=True)
 
     profile = None
     if not args.skip_profile:
         print("  profile", flush=True)
         profile = profile_iteration(trainer, reps=20 if quick else 50, rounds=7 if quick else 9,
                                     seed=args.seed, include_step=not quick)
-    peak = peak_flops(info)
+    peak = common.peak_flops(info)
 
     # Tables ----------------------------------------------------------------------------------
     rows = []
@@ -557,16 +456,16 @@ def main(argv=None) -> int:
         ev = r.get("eval_return_per_seed")
         rows.append([
             name, n, f"{r['env_steps']:,}", f"{r['compile_s']:.1f}", f"{r['steady_s']:.2f}",
-            _rate(r["steps_per_s"]),
-            _fmt(r.get("seconds_to_475"), ".2f"),
-            _fmt(r.get("seconds_to_475_with_compile"), ".1f"),
+            common.fmt_rate(r["steps_per_s"]),
+            common.fmt(r.get("seconds_to_475"), ".2f"),
+            common.fmt(r.get("seconds_to_475_with_compile"), ".1f"),
             "—" if ev is None else f"{np.mean(ev):.1f} ± {np.std(ev):.1f}",
         ])
     for r in sb3:
         rows.append([
             "SB3 (torch, 1 thread)", f"1 (seed {r['seed']})", f"{r['env_steps']:,}", "—",
-            f"{r['train_s']:.2f}", _rate(r["steps_per_s"]), _fmt(r["seconds_to_475"], ".2f"),
-            _fmt(r["seconds_to_475"], ".2f"), f"{r['eval_return_mean']:.1f}",
+            f"{r['train_s']:.2f}", common.fmt_rate(r["steps_per_s"]), common.fmt(r["seconds_to_475"], ".2f"),
+            common.fmt(r["seconds_to_475"], ".2f"), f"{r['eval_return_mean']:.1f}",
         ])
     table = common.markdown_table(
         ["peer", "seeds", "env steps", "compile (s)", "steady run (s)", "env steps/s",
@@ -630,7 +529,7 @@ def main(argv=None) -> int:
                 "—" if not peak["flops_per_s"] else f"{100 * gflops * 1e9 / peak['flops_per_s']:.1f}%",
             ])
         in_scan = runs[("jaxpg", 1)]["steady_s"] / iterations if ("jaxpg", 1) in runs else None
-        prow.append(["iteration inside the training scan (1 seed)", _fmt(
+        prow.append(["iteration inside the training scan (1 seed)", common.fmt(
             None if in_scan is None else in_scan * 1e3, ".3f"), "", "", "", ""])
         profile_table = common.markdown_table(
             ["piece of one iteration", "ms", "of step" if "step" in profile else "of the pieces",

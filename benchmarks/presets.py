@@ -6,22 +6,17 @@ every seed passes, the late training return (last 10% of iterations), the env st
 seed-mean training return first reaches the threshold, and compile and train seconds of the
 8-seed program on this machine.
 
-    python benchmarks/presets.py                 # every preset, 8 seeds
-    python benchmarks/presets.py --only LQR-v0   # presets whose names start with these
-    python benchmarks/presets.py --only LQR-v0 --exact --algos grpo   # one preset
-    python benchmarks/presets.py --quick         # CartPole PPO and SearchRanking GRPO, 2 seeds
+    python -m benchmarks.presets                 # every preset, 8 seeds
+    python -m benchmarks.presets --only LQR-v0   # presets whose names start with these
+    python -m benchmarks.presets --only LQR-v0 --exact --algos grpo   # one preset
+    python -m benchmarks.presets --quick         # CartPole PPO and SearchRanking GRPO, 2 seeds
 """
 
-import sys
-from pathlib import Path
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import numpy as np  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from jaxpg import presets  # noqa: E402
-from jaxpg.presets.check import check_preset  # noqa: E402
+from benchmarks import common
+from jaxpg import presets
+from jaxpg.presets.check import check_preset
 
 
 def main() -> None:

@@ -11,39 +11,23 @@ run folder, and reports whether it fit. Fake CPU devices (`--xla_force_host_plat
 split one CPU: their rows check correctness, not speed. On a GPU machine, run it there and put
 the table in the README with the device named.
 
-    python benchmarks/scaling.py --quick
-    python benchmarks/scaling.py                       # seeds 1..2048, envs 1..65536
-    python benchmarks/scaling.py --memory              # 2,048 seeds with streamed metrics
-    python benchmarks/scaling.py --shard envs          # the envs sweep split over the devices
+    python -m benchmarks.scaling --quick
+    python -m benchmarks.scaling                       # seeds 1..2048, envs 1..65536
+    python -m benchmarks.scaling --memory              # 2,048 seeds with streamed metrics
+    python -m benchmarks.scaling --shard envs          # the envs sweep split over the devices
 """
 
-import argparse
-import json
-import resource
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-import envs  # noqa: E402
-import jaxpg  # noqa: E402
-from benchmarks import common  # noqa: E402
+import envs
+import jaxpg
+from benchmarks import common
 
 PUREJAXRL = dict(num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4, lr=2.5e-4, gae_lambda=0.95)
-
-
-def tree_bytes(tree) -> int:
-    return int(sum(np.dtype(x.dtype).itemsize * int(np.prod(x.shape)) for x in jax.tree.leaves(tree)
-                   if hasattr(x, "dtype") and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)))
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 def measure(num_runs: int, options: dict, iterations: int, shard: str, out: str | None = None) -> dict:
@@ -55,17 +39,16 @@ def measure(num_runs: int, options: dict, iterations: int, shard: str, out: str 
     fitted = jaxpg.fit(trainer, keys, out=out, chunk_size=iterations, progress=False, shard=shard)
     report = fitted.report
     one = jax.eval_shape(trainer.init, jax.random.key(0))
-    iteration = jax.jit(lambda s: trainer._iterate(s, trainer.env_params, 1)).lower(one).compile()
-    analysis = iteration.memory_analysis()
+    iteration, _ = common.compile_ahead(lambda s: trainer._iterate(s, trainer.env_params, 1), one)
     return {
         "runs": num_runs, "num_envs": options["num_envs"], "num_steps": options["num_steps"], "shard": shard,
         "devices": report["num_devices"], "compile_s": report["compile_seconds"], "run_s": report["run_seconds"],
         "wall_s": time.perf_counter() - started,
         "env_steps_per_s": num_runs * steps * iterations / max(report["run_seconds"], 1e-9),
-        "state_bytes_per_run": tree_bytes(one),
-        "env_bytes_per_env": tree_bytes((one.env_state, one.obs)) / options["num_envs"],
-        "iteration_temp_bytes_per_run": getattr(analysis, "temp_size_in_bytes", None),
-        "peak_rss_bytes": peak_rss_bytes(),
+        "state_bytes_per_run": common.tree_bytes(one),
+        "env_bytes_per_env": common.tree_bytes((one.env_state, one.obs)) / options["num_envs"],
+        "iteration_temp_bytes_per_run": common.temp_bytes(iteration),
+        "peak_rss_bytes": common.peak_rss_bytes(),
     }
 
 
@@ -74,22 +57,19 @@ def _mib(value) -> str:
 
 
 def print_table(rows) -> None:
-    print("| runs | envs/run | devices | compile s | env steps/s | state KiB/run | env B/env | "
-          "iteration temp MiB/run | peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['runs']:,} | {r['num_envs']:,} | {r['devices']} | {r['compile_s']:.1f} | "
-              f"{r['env_steps_per_s']:,.0f} | {r['state_bytes_per_run'] / 1024:.1f} | {r['env_bytes_per_env']:.0f} | "
-              f"{_mib(r['iteration_temp_bytes_per_run'])} | {_mib(r['peak_rss_bytes'])} |")
+    print(common.markdown_table(
+        ["runs", "envs/run", "devices", "compile s", "env steps/s", "state KiB/run", "env B/env",
+         "iteration temp MiB/run", "peak RSS MiB"],
+        [[f"{r['runs']:,}", f"{r['num_envs']:,}", r["devices"], f"{r['compile_s']:.1f}", f"{r['env_steps_per_s']:,.0f}",
+          f"{r['state_bytes_per_run'] / 1024:.1f}", f"{r['env_bytes_per_env']:.0f}",
+          _mib(r["iteration_temp_bytes_per_run"]), _mib(r["peak_rss_bytes"])] for r in rows]))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="seeds 1..64, envs 1..1024, 2 iterations")
+    parser = common.base_parser(__doc__)
     parser.add_argument("--memory", action="store_true", help="2,048 PureJaxRL seeds with streamed metrics")
     parser.add_argument("--shard", default="runs", choices=("runs", "envs"), help="layout of the envs sweep")
     parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--out", default=None, help="JSON results (default benchmarks/results/scaling[_quick].json)")
     args = parser.parse_args(argv)
     info = common.machine_info()
     fake = jax.devices()[0].platform == "cpu" and jax.device_count() > 1
@@ -115,8 +95,7 @@ def main(argv=None) -> int:
                                 iterations, shard))
         print_table(rows)
     name = "scaling_memory" if args.memory else ("scaling_quick" if args.quick else "scaling")
-    path = args.out or str(Path(__file__).parent / "results" / f"{name}.json")
-    Path(path).write_text(json.dumps({"machine": info, "fake_devices": fake, "rows": rows}, indent=2, default=str))
+    path = common.write_results(name, {"machine": info, "fake_devices": fake, "rows": rows}, args.out)
     print(f"wrote {path}")
     return 0
 

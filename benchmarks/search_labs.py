@@ -24,8 +24,8 @@ Programs are compiled with XLA's backend optimisation level 1 (`--opt-level`): o
 that compiles these programs about 2-3x faster than the default (3) for about 30% slower
 steps, and gives the same numbers. Compile and run seconds are reported apart.
 
-    python benchmarks/search_labs.py --quick     # 1,000 products, 8 seeds, 100 iterations
-    python benchmarks/search_labs.py             # 10,000 products (the spec's), 300 iterations
+    python -m benchmarks.search_labs --quick     # 1,000 products, 8 seeds, 100 iterations
+    python -m benchmarks.search_labs             # 10,000 products (the spec's), 300 iterations
 
 Nine programs compile, 9 to 16 s each on a 2-core CPU: `--quick` took 166 s in all there
 (load average about 2), 70% of it compiling. The full size simulates 10x the catalog per step
@@ -34,10 +34,6 @@ and 3x the iterations.
 
 import sys
 import time
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -58,14 +54,9 @@ EVAL_SEED, SEARCH_SEED = 10_000, 20_000
 
 
 def compile_and_run(fn, args, opt_level: int):
-    """`(outputs, compile_s, run_s)` of `jax.jit(fn)` on `args`, compiled at `opt_level`."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn, compiler_options={"xla_backend_optimization_level": opt_level}).lower(
-        *args).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(*args))
-    return jax.tree.map(np.asarray, out), compile_s, time.perf_counter() - start
+    """`(numpy outputs, compile_s, run_s)` of `fn(*args)` compiled at XLA backend `opt_level`."""
+    out, compile_s, run_s = common.compile_and_run(fn, *args, xla_backend_optimization_level=opt_level)
+    return jax.tree.map(np.asarray, out), compile_s, run_s
 
 
 class Lab:
@@ -206,10 +197,7 @@ def reference_table(refs, label):
 
 def plot(path, panels):
     """One subplot per lab: mean training return over seeds (± 1 std) against env steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (title, curves, refs) in zip(axes[0], panels):
         for label, (steps, mean, std) in curves.items():
@@ -247,10 +235,7 @@ def main(argv=None) -> int:
     args.search_episodes = args.search_episodes or (512 if quick else 1_024)
     seeds = args.seeds
     started = time.perf_counter()
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}; "
-          f"load average {info['load_average']}; {args.n_products:,} products, {seeds} seeds, "
-          f"{iterations} iterations", flush=True)
+    info = common.announce(f"{args.n_products:,} products, {seeds} seeds, {iterations} iterations")
 
     single = Lab(args, multi_session=False)
     refs = single.references()

@@ -9,35 +9,23 @@ per call (a lone call of a catalog-sized piece spent as long in page faults as i
 Pieces run as separate programs, so their sum exceeds the step, where XLA fuses across them;
 the shares still say where the step's time goes.
 
-With `--baseline DIR` (an older copy of `envs/search_ranking`, as for `env_throughput.py`) every
+With `--baseline DIR` (an older copy of `envs/search_ranking`, as for `benchmarks.env_throughput`) every
 piece is timed for both packages in one process, alternating A B A B, which is how the table of
 `benchmarks/README.md` compares the code before and after a change:
 
     git archive 1cb8a9d envs/search_ranking | tar -x -C /tmp/sr_old
     mv /tmp/sr_old/envs/search_ranking /tmp/sr_old/search_ranking_old
-    python benchmarks/search_profile.py --baseline /tmp/sr_old/search_ranking_old
-    python benchmarks/search_profile.py --quick      # 1,000 products, 256 envs
+    python -m benchmarks.search_profile --baseline /tmp/sr_old/search_ranking_old
+    python -m benchmarks.search_profile --quick      # 1,000 products, 256 envs
 """
 
-import importlib
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
 
-from benchmarks import common, env_throughput
-
-
-def load_package(path: str | None):
-    """The `envs.search_ranking` package, or the package folder `path` (an older copy)."""
-    if path is None:
-        return importlib.import_module("envs.search_ranking")
-    return env_throughput.load_package(path)
-
+from benchmarks import common
+from envs import search_ranking
 
 POOL = 4  # input sets per piece; call t of a program reads set t % POOL
 
@@ -114,9 +102,9 @@ def main(argv=None) -> int:
     num_envs = args.num_envs or (256 if args.quick else 1024)
     n_products = args.n_products or (1000 if args.quick else 10_000)
     key = jax.random.key(0)
-    contenders = {"ours": pieces(load_package(None), n_products, num_envs, key, args.steps)}
+    contenders = {"ours": pieces(search_ranking, n_products, num_envs, key, args.steps)}
     if args.baseline:
-        contenders["baseline"] = pieces(load_package(args.baseline), n_products, num_envs, key, args.steps)
+        contenders["baseline"] = pieces(common.load_package(args.baseline), n_products, num_envs, key, args.steps)
 
     results, rows = {}, []
     for name in contenders["ours"]:

@@ -19,17 +19,14 @@ sampled from the policy): true reward, learned reward (each seed's own reward mo
 scale is arbitrary, so compare it within a column only) and the exact KL to the seed's SFT
 policy, averaged over states. Tables give the mean over seeds and a 95% t-interval.
 
-    python benchmarks/search_rlhf.py --quick     # 5 seeds, 3 betas, 150 iterations
-    python benchmarks/search_rlhf.py             # 8 seeds, 5 betas, 300 iterations
+    python -m benchmarks.search_rlhf --quick     # 5 seeds, 3 betas, 150 iterations
+    python -m benchmarks.search_rlhf             # 8 seeds, 5 betas, 300 iterations
 """
 
 import json
 import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -181,9 +178,7 @@ def main(argv=None) -> int:
     iterations = args.iterations or sizes["iterations"]
     betas = sizes["betas"]
     started = time.perf_counter()
-    info = common.machine_info()
-    print(f"device: {common.device_label(info)}; jax {info['versions']['jax']}; "
-          f"load average {info['load_average']}", flush=True)
+    info = common.announce()
 
     env, env_params, sft_phase, rm_phase, rl_phase = build(CONFIG, args.temperature)
     root = jax.random.key(args.seed)
@@ -192,10 +187,9 @@ def main(argv=None) -> int:
     timings = {}
 
     def timed(name, fn, *args):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        timings[name] = time.perf_counter() - start
-        print(f"  {name}: {timings[name]:.1f} s (compile included)", flush=True)
+        out, compile_s, run_s = common.compile_and_run(fn, *args)
+        timings[name] = {"compile_s": compile_s, "run_s": run_s}
+        print(f"  {name}: compile {compile_s:.1f} s, run {run_s:.1f} s", flush=True)
         return out
 
     sft, sft_stats = timed("sft", jax.jit(jax.vmap(sft_phase, in_axes=(0, None))), sft_keys, env_params)
@@ -282,11 +276,7 @@ def plot(path, betas, rm_stats, rl):
     """True reward (left axis) and learned reward (right axis) gained over the SFT policy
     (paired per seed: each seed's reward model has its own offset) against KL to SFT, one point
     per beta (mean over seeds, 95% bars) plus SFT at the origin; one panel per algorithm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, algo in zip(axes, ("grpo", "reinforce")):
         r = rl[algo]

@@ -34,8 +34,8 @@ then (full) jaxpg cold 1 seed, rejax 1 seed, jaxpg warm 1 seed. Ratios: jaxpg co
 rejax compile (goal <= 1), and the median over rounds of SB3's time to 475 / jaxpg warm's in
 the same round (goal >= 10).
 
-    python benchmarks/time_to_solve.py            # 11 processes, ~4.5 min on a shared 2-core CPU
-    python benchmarks/time_to_solve.py --quick    # 100k steps, 1 SB3 seed, no 1-seed pair
+    python -m benchmarks.time_to_solve            # 11 processes, ~4.5 min on a shared 2-core CPU
+    python -m benchmarks.time_to_solve --quick    # 100k steps, 1 SB3 seed, no 1-seed pair
 """
 
 import argparse
@@ -47,9 +47,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
@@ -99,16 +96,6 @@ def seconds_on_disk(polls: list, csv_bytes: bytes, num_runs: int, iteration: int
     return None
 
 
-def first_crossing(returns, target: float = TARGET) -> int | None:
-    """First iteration whose training return averaged over runs is >= target.
-
-    Args:
-      returns: `(runs, iterations)` training returns (`metrics.npz["episode_return"]`).
-    """
-    hits = np.flatnonzero(np.asarray(returns, dtype=np.float64).mean(axis=0) >= target)
-    return int(hits[0]) if hits.size else None
-
-
 def estimate_seconds_to(iteration: int, iterations: int, startup_s: float, compile_s: float,
                         run_s: float) -> float:
     """Launch to the end of `iteration`, if every iteration of the run took the same time.
@@ -151,10 +138,10 @@ def run_jaxpg(label: str, work: str, cache: str, seeds: int, steps: int | None) 
     returns = np.load(os.path.join(out, "metrics.npz"))["episode_return"]
     csv_bytes = open(csv_path, "rb").read()
     iterations = summary["total_iterations"]
-    hit = first_crossing(returns)
+    hit = common.first_crossing(returns.mean(axis=0), TARGET)
     startup_s = spec_s if spec_s is not None else 0.0
     compile_s, run_s = summary["compile_seconds"], summary["run_seconds"]
-    per_seed = [first_crossing(r[None]) for r in returns]
+    per_seed = [common.first_crossing(r, TARGET) for r in returns]
     per_seed_s = [None if h is None else seconds_on_disk(polls, csv_bytes, seeds, h) for h in per_seed]
     return {
         "label": label, "peer": "jaxpg", "command": command, "seeds": seeds,
@@ -176,7 +163,7 @@ def run_jaxpg(label: str, work: str, cache: str, seeds: int, steps: int | None) 
 
 
 SB3_CHILD = """
-import json, sys, time
+import json, time
 t0 = time.time()
 import gymnasium, torch
 from stable_baselines3 import PPO
@@ -184,7 +171,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 imported = time.time()
-sys.path.insert(0, {root!r})
 from benchmarks.ppo_cartpole import run_sb3
 helper = time.time()
 r = run_sb3({seed}, {iterations}, {eval_episodes}, stop_at_target=True)
@@ -194,29 +180,20 @@ json.dump({{"t0": t0, "import_s": imported - t0, "helper_import_s": helper - imp
 """
 
 REJAX_CHILD = """
-import json, sys, time
+import json, time
 t0 = time.time()
-import jax, jax.numpy as jnp, numpy as np, rejax
-sys.path.insert(0, {root!r})
-import envs, jaxpg
-from benchmarks.ppo_cartpole import make_rejax, seed_keys
+import jax, rejax
+import envs
+from benchmarks import common
+from benchmarks.ppo_cartpole import make_rejax, rejax_returns
 imported = time.time()
 env, env_params = envs.make("CartPole-v1")
 algo = make_rejax({iterations}, env, env_params)
 seeds = {seeds}
-keys = seed_keys(0, seeds)
-train = jax.jit(algo.train if seeds == 1 else jax.vmap(algo.train))
-start = time.perf_counter()
-compiled = train.lower(keys).compile()
-compile_s = time.perf_counter() - start
-start = time.perf_counter()
-ts, _ = jax.block_until_ready(compiled(keys))
-run_s = time.perf_counter() - start
-params = ts.actor_ts.params if seeds > 1 else jax.tree.map(lambda x: x[None], ts.actor_ts.params)
-logits = lambda p, obs: algo.actor.apply(p, obs, method=lambda m, x: m._action_dist(x).logits)
-evaluate = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
-    env, env_params, lambda obs, _: jnp.argmax(logits(p, obs), axis=-1), k, {eval_episodes})))
-returns = np.asarray(evaluate(params, jax.random.split(jax.random.key(1000), seeds))).mean(axis=1)
+keys = common.seed_keys(0, seeds)
+(ts, _), compile_s, run_s = common.compile_and_run(algo.train if seeds == 1 else jax.vmap(algo.train), keys)
+params = ts.actor_ts.params if seeds > 1 else common.add_seed_axis(ts.actor_ts.params)
+returns = rejax_returns(algo, env, env_params, params, jax.random.key(1000), {eval_episodes})
 json.dump({{"t0": t0, "import_s": imported - t0, "compile_s": compile_s, "run_s": run_s,
            "eval_return_per_seed": returns.tolist()}}, open({path!r}, "w"))
 """
@@ -235,7 +212,7 @@ def run_child(code: str, path: str) -> tuple[float, float, dict]:
 
 def run_sb3_process(work: str, seed: int, iterations: int, eval_episodes: int) -> dict:
     path = os.path.join(work, f"sb3_{seed}.json")
-    code = SB3_CHILD.format(root=str(ROOT), seed=seed, iterations=iterations, eval_episodes=eval_episodes, path=path)
+    code = SB3_CHILD.format(seed=seed, iterations=iterations, eval_episodes=eval_episodes, path=path)
     launched, wall_s, child = run_child(code, path)
     r = child["result"]
     # Launch to run_sb3's call, less the JAX import that only this harness needs.
@@ -253,7 +230,7 @@ def run_sb3_process(work: str, seed: int, iterations: int, eval_episodes: int) -
 
 def run_rejax_process(work: str, seeds: int, iterations: int, eval_episodes: int) -> dict:
     path = os.path.join(work, f"rejax_{seeds}.json")
-    code = REJAX_CHILD.format(root=str(ROOT), iterations=iterations, seeds=seeds, eval_episodes=eval_episodes,
+    code = REJAX_CHILD.format(iterations=iterations, seeds=seeds, eval_episodes=eval_episodes,
                               path=path)
     launched, wall_s, child = run_child(code, path)
     returns = child["eval_return_per_seed"]
@@ -265,10 +242,6 @@ def run_rejax_process(work: str, seeds: int, iterations: int, eval_episodes: int
         "eval_return_per_seed": returns, "eval_return_mean": float(np.mean(returns)),
         "eval_reached_475": bool(np.mean(returns) >= TARGET),
     }
-
-
-def _fmt(x, spec=".1f"):
-    return "—" if x is None else format(x, spec)
 
 
 def ratio_rows(runs: list[dict], default_seeds: int) -> tuple[list[list], dict]:
@@ -295,14 +268,14 @@ def ratio_rows(runs: list[dict], default_seeds: int) -> tuple[list[list], dict]:
             pairs = [(statistics.median(sb3_s) if sb3_s else None, w["seconds_to_475"]) for w in warm]
         good = [a / b for a, b in pairs if a is not None and b is not None]
         if not good:
-            tried = ", ".join(f"SB3 {_fmt(a)} s / jaxpg {_fmt(b)} s" for a, b in pairs)
+            tried = ", ".join(f"SB3 {common.fmt(a)} s / jaxpg {common.fmt(b)} s" for a, b in pairs)
             rows.append([f"SB3 / jaxpg warm, seconds to 475, {seeds} seed(s)", "—", ">= 10x", "undecided",
                          f"a run did not reach 475: {tried}"])
             continue
         x = statistics.median(good)
         values[f"sb3_over_jaxpg_warm_to_475_{seeds}_seeds"] = x
         how = ("median of the rounds' ratios" if paired else "median SB3 run over the one jaxpg run") + ": " + \
-            "; ".join(f"{_fmt(a)} / {_fmt(b, '.2f')} s" for a, b in pairs)
+            "; ".join(f"{common.fmt(a)} / {common.fmt(b, '.2f')} s" for a, b in pairs)
         rows.append([f"SB3 / jaxpg warm, seconds to 475 from launch, {seeds} seed(s)", f"{x:.1f}x", ">= 10x",
                      "met" if x >= 10 else "not met", how])
     return rows, values
@@ -342,8 +315,8 @@ def main(argv=None) -> int:
     def record(r):
         runs.append(r)
         t475 = r.get("seconds_to_475")
-        print(f"  {r['label']}: process {r['wall_s']:.1f} s, compile {_fmt(r.get('compile_s'))} s, "
-              f"to 475 {_fmt(t475)} s", flush=True)
+        print(f"  {r['label']}: process {r['wall_s']:.1f} s, compile {common.fmt(r.get('compile_s'))} s, "
+              f"to 475 {common.fmt(t475)} s", flush=True)
 
     seed_counts = [default_seeds] + ([1] if one_seed and default_seeds != 1 else [])
     for seeds in seed_counts:
@@ -362,11 +335,11 @@ def main(argv=None) -> int:
     for r in runs:
         if r["peer"] == "jaxpg":
             rows.append([r["label"], f"{r['wall_s']:.1f}", f"{r['startup_s']:.1f}", f"{r['compile_s']:.1f}",
-                         f"{r['run_s']:.1f}", f"{r['after_training_s']:.1f}", _fmt(r["seconds_to_475"], ".2f"),
-                         _fmt(r["estimate_seconds_to_475"], ".2f"), f"{r['eval_return_mean']:.1f}"])
+                         f"{r['run_s']:.1f}", f"{r['after_training_s']:.1f}", common.fmt(r["seconds_to_475"], ".2f"),
+                         common.fmt(r["estimate_seconds_to_475"], ".2f"), f"{r['eval_return_mean']:.1f}"])
         elif r["peer"] == "sb3":
             rows.append([r["label"], f"{r['wall_s']:.1f}", f"{r['startup_s']:.1f}", "—",
-                         f"{r['learn_s']:.1f} (stopped)", "—", _fmt(r["seconds_to_475"], ".2f"), "—",
+                         f"{r['learn_s']:.1f} (stopped)", "—", common.fmt(r["seconds_to_475"], ".2f"), "—",
                          f"{r['eval_return_mean']:.1f}"])
         else:
             rows.append([r["label"], f"{r['wall_s']:.1f}", f"{r['startup_s']:.1f}", f"{r['compile_s']:.1f}",

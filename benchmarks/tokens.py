@@ -8,31 +8,27 @@ generated tokens (num_members x max_steps; GRPO's masked steps after an EOS coun
 GRPO-family contenders and REINFORCE keep the SFT policy as the KL reference (beta); PPO's
 critic starts from scratch. After training, every seed's policy is scored on the same fresh
 prompts (common random numbers): exact-match accuracy (sampled), mean completion length (EOS
-included) and the exact per-token KL(pi || pi_SFT) on its own samples.
+included) and the exact per-token KL(pi || pi_SFT) on its own samples. Each contender's training
+program is compiled ahead of time (`lower().compile()`, timed) and then run once.
 
-    python benchmarks/tokens.py --quick          # Addition-v0 and DropZeros-v0, 2 seeds, short
-    python benchmarks/tokens.py                  # all tasks, 8 seeds
+    python -m benchmarks.tokens --quick          # Addition-v0 and DropZeros-v0, 2 seeds, short
+    python -m benchmarks.tokens                  # all tasks, 8 seeds
 
 Writes benchmarks/results/tokens[_quick].json and one plot per task (accuracy against tokens).
 """
 
-import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-import jaxpg  # noqa: E402
-from benchmarks.common import RESULTS_DIR, device_label, machine_info, write_results  # noqa: E402
-from jaxpg.algos import sft  # noqa: E402
-from jaxpg.core.losses import LOSS_TYPES  # noqa: E402
+import envs
+import jaxpg
+from benchmarks import common
+from jaxpg.algos import sft
+from jaxpg.core.losses import LOSS_TYPES
 
 TASKS = {
     "Copy-v0": dict(num_digits=3, reverse=True),
@@ -98,20 +94,15 @@ def run_task(task, seeds, iterations, sft_updates, eval_episodes, log):
     for name, (algo, options) in contenders(T).items():
         trainer = jaxpg.make_trainer(algo, env, params, **NET, **options, policy_params=sft_params,
                                      total_timesteps=MEMBERS * T * iterations)
-        train = jax.jit(lambda k, trainer=trainer: jax.vmap(trainer.train)(jax.random.split(k, seeds)))
-        t0 = time.perf_counter()
-        state, metrics = jax.block_until_ready(train(jax.random.key(1)))
-        first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        jax.block_until_ready(train(jax.random.key(1)))
-        run_s = time.perf_counter() - t0
+        train = jax.vmap(trainer.train)
+        (state, metrics), compile_s, run_s = common.compile_and_run(train, jax.random.split(jax.random.key(1), seeds))
         acc, length, kl = (np.asarray(x) for x in jax.jit(jax.vmap(scorer))(state.params["policy"]))
         tokens = seeds * trainer.total_iterations * trainer.steps_per_iteration
         rows[name] = {
             "accuracy": acc.tolist(), "length": length.tolist(), "kl": kl.tolist(),
             "train_curve": np.asarray(metrics["episode_return"]).mean(0).tolist(),
             "tokens": np.asarray(metrics["env_steps"])[0].tolist(),
-            "compile_s": max(first - run_s, 0.0), "run_s": run_s, "tokens_per_s": tokens / run_s,
+            "compile_s": compile_s, "run_s": run_s, "tokens_per_s": tokens / run_s,
         }
         log(f"  {name:14s} accuracy {acc.mean():.3f} (min {acc.min():.3f}), length {length.mean():.2f}, "
             f"KL {kl.mean():.3f}, {tokens / run_s:,.0f} tokens/s, compile {rows[name]['compile_s']:.1f} s")
@@ -149,11 +140,7 @@ def table(results, device):
 
 
 def plot(results, suffix):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     paths = []
     for task, r in results.items():
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -162,7 +149,7 @@ def plot(results, suffix):
         ax.axhline(r["sft_accuracy"], color="k", ls=":", label="SFT (eval)")
         ax.set(xlabel="tokens generated (per seed)", ylabel="exact match (training samples)", title=task)
         ax.legend(fontsize=7)
-        path = RESULTS_DIR / f"tokens_{task.split('-')[0].lower()}{suffix}.png"
+        path = common.RESULTS_DIR / f"tokens_{task.split('-')[0].lower()}{suffix}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         plt.close(fig)
@@ -171,19 +158,17 @@ def plot(results, suffix):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="Addition-v0 and DropZeros-v0, 2 seeds, 20 iterations")
+    parser = common.base_parser(__doc__)
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), help="default: all (quick: Addition, DropZeros)")
     parser.add_argument("--seeds", type=int, help="vmapped seeds (default 8; quick 2)")
     parser.add_argument("--iterations", type=int, help="RL iterations (default 100; quick 20)")
     parser.add_argument("--sft-updates", type=int, help="teacher-forcing updates (default per task: SFT_UPDATES)")
     parser.add_argument("--eval-episodes", type=int, default=2048)
-    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     tasks = args.tasks or (["Addition-v0", "DropZeros-v0"] if args.quick else list(TASKS))
     seeds = args.seeds or (2 if args.quick else 8)
     iterations = args.iterations or (20 if args.quick else 100)
-    info = machine_info()
+    info = common.announce()
     results = {}
     for task in tasks:
         updates = args.sft_updates or SFT_UPDATES[task]
@@ -191,8 +176,8 @@ def main(argv=None) -> int:
     suffix = "_quick" if args.quick else ""
     payload = {"machine": info, "seeds": seeds, "lr": LR, "beta": BETA, "members": MEMBERS, "network": NET,
                "tasks": results, "plots": plot(results, suffix)}
-    path = write_results("tokens" + suffix, payload, args.out)
-    print(table(results, device_label(info)))
+    path = common.write_results("tokens" + suffix, payload, args.out)
+    print(table(results, common.device_label(info)))
     print(f"wrote {path}")
     return 0
 

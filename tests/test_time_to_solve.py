@@ -1,17 +1,14 @@
-"""benchmarks/time_to_solve.py's time-to-475 arithmetic, on a metrics file written by jaxpg's own
+"""`benchmarks.time_to_solve`'s time-to-475 arithmetic, on a metrics file written by jaxpg's own
 writer (the benchmark itself runs processes for minutes and is not part of the suite)."""
 
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks import time_to_solve as tts  # noqa: E402
-from jaxpg.run.metrics_files import MetricsWriter  # noqa: E402
+from benchmarks import time_to_solve as tts
+from benchmarks.common import first_crossing
+from jaxpg.run.metrics_files import MetricsWriter
 
 # Two seeds, six iterations: seed 0 crosses 475 at iteration 2, seed 1 at 4; their mean first
 # reaches 475 at iteration 3 (480 and 470).
@@ -19,11 +16,13 @@ RETURNS = np.array([[100.0, 300.0, 476.0, 480.0, 500.0, 500.0],
                     [90.0, 200.0, 400.0, 470.0, 490.0, 500.0]], dtype=np.float32)
 
 
-def test_first_crossing_is_of_the_mean_over_seeds():
-    assert tts.first_crossing(RETURNS) == 3
-    assert tts.first_crossing(RETURNS[:1]) == 2
-    assert tts.first_crossing(RETURNS[1:]) == 4
-    assert tts.first_crossing(RETURNS[:, :3]) is None
+def test_first_crossing_of_the_mean_over_seeds_and_of_each_seed():
+    assert first_crossing(RETURNS.mean(axis=0), tts.TARGET) == 3
+    assert first_crossing(RETURNS[0], tts.TARGET) == 2
+    assert first_crossing(RETURNS[1], tts.TARGET) == 4
+    assert first_crossing(RETURNS[:, :3].mean(axis=0), tts.TARGET) is None
+    # Below a threshold (a gain error falling under 5%); NaN (no finished episode) never crosses.
+    assert first_crossing([0.3, float("nan"), 0.05, 0.01], 0.05, below=True) == 2
 
 
 def test_seconds_on_disk_reads_the_chunk_that_holds_the_crossing(tmp_path):
@@ -39,7 +38,7 @@ def test_seconds_on_disk_reads_the_chunk_that_holds_the_crossing(tmp_path):
     assert tts.iterations_on_disk(data[:polls[0][1]], 2) == 2
     assert tts.iterations_on_disk(data[:polls[0][1] + 5], 2) == 2  # half a line is no line
     assert tts.iterations_on_disk(data[:polls[0][1] - 1], 2) == 1  # seed 1's row of iteration 1 unfinished
-    crossing = tts.first_crossing(RETURNS)
+    crossing = first_crossing(RETURNS.mean(axis=0), tts.TARGET)
     assert tts.seconds_on_disk(polls, data, 2, crossing) == 11.0
     assert tts.seconds_on_disk(polls, data, 2, 0) == 10.0
     assert tts.seconds_on_disk(polls, data, 2, 5) == 12.0
