@@ -65,9 +65,13 @@ def test_every_traced_hyperparameter_changes_the_run(algo):
     assert not dead, f"{algo}: these hyperparameters changed nothing in any setup: {dead}"
 
 
-# Every environment a user can make by name, at sizes that compile quickly.
-ENVIRONMENTS = [("CartPole-v1", {}), ("LQR-v0", {}), ("SearchRanking-v0", {"n_products": 50}), ("Copy-v0", {}),
-                ("Addition-v0", {}), ("DropZeros-v0", {})]
+# Every environment a user can make by name, at sizes that compile quickly. LQR's state bound is
+# tightened so that a rollout of a few steps reaches it and its penalty acts. SearchRanking runs its
+# multi-session MDP, where every field acts: in one-session episodes, which always end after their
+# one step, max_steps_in_episode and the return-visit weights have nothing to act on.
+ENVIRONMENTS = [("CartPole-v1", {}), ("LQR-v0", {"state_bound": 1.0}),
+                ("SearchRanking-v0", {"n_products": 50, "multi_session": True}),
+                ("Copy-v0", {}), ("Addition-v0", {}), ("DropZeros-v0", {})]
 
 
 def scalar_fields(env_params):
@@ -78,29 +82,32 @@ def scalar_fields(env_params):
 
 
 def other_env_value(name, value):
+    """A value that acts within a few steps: an episode cut at 3 steps, a threshold or bound 100
+    times closer, any other number scaled."""
     if name == "max_steps_in_episode":
-        return 3  # inside the tiny rollout below, so the cut shows
+        return 3
     if isinstance(value, (bool, np.bool_)) or np.issubdtype(np.asarray(value).dtype, np.integer):
         return value + 1
-    return value * 0.5 if value else 0.5
+    return value * 0.01 if value else 0.5
 
 
 @pytest.mark.parametrize("env_id, options", ENVIRONMENTS, ids=[e for e, _ in ENVIRONMENTS])
 def test_every_environment_field_a_sweep_accepts_changes_the_run(env_id, options):
-    """A field `--env-grid` accepts either changes what is trained or is refused by the sweep,
-    which traces training and refuses the fields no program reads (LQR's `gamma`)."""
+    """A field `--env-grid` accepts either changes what is trained (the trajectories, rewards or
+    parameters of a tiny run) or is refused by the sweep, which traces training and refuses the
+    fields no program reads (LQR's `gamma`)."""
     from jaxpg.run.sweep import unread_env_fields
 
     env, params = envs.make(env_id, **options)
-    trainer = jaxpg.make_trainer("reinforce", env, params, num_envs=2, num_steps=8, total_timesteps=2 * 8 * 2,
+    trainer = jaxpg.make_trainer("reinforce", env, params, num_envs=16, num_steps=8, total_timesteps=16 * 8 * 2,
                                  hidden_sizes=(8,), lr=1e-2)
     unread = unread_env_fields(trainer, params, scalar_fields(params))
     fields = [name for name in scalar_fields(params) if name not in unread]
     runs = [params, params] + [params.replace(**{n: other_env_value(n, getattr(params, n))}) for n in fields]
     batch = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *runs)
-    state, _ = jax.jit(jax.vmap(lambda p: trainer.train(jax.random.key(0), None, p)))(batch)
-    final = [np.asarray(leaf) for leaf in jax.tree.leaves(state.params)]
-    same = lambda a, b: all(np.array_equal(leaf[a], leaf[b]) for leaf in final)
+    state, metrics = jax.jit(jax.vmap(lambda p: trainer.train(jax.random.key(0), None, p)))(batch)
+    final = [np.asarray(leaf) for leaf in jax.tree.leaves((state.params, state.obs, metrics))]
+    same = lambda a, b: all(np.array_equal(leaf[a], leaf[b], equal_nan=True) for leaf in final)
     assert same(0, 1)
     dead = [name for i, name in enumerate(fields) if same(0, i + 2)]
     assert not dead, f"{env_id}: these parameters are read by training but changed nothing: {dead}"
