@@ -41,6 +41,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from .autoreset import AutoResetEnv
+
 _COUPLING = 0.5
 
 
@@ -75,7 +77,7 @@ class EnvParams(environment.EnvParams):
     max_steps_in_episode: int = 200
 
 
-class LQR(environment.Environment[EnvState, EnvParams]):
+class LQR(AutoResetEnv[EnvState, EnvParams]):
     """LQR-v0. Shapes are read from `params` (A is (n, n), B is (n, m)); the dimensions given
     here only choose `default_params` and the spaces when no params are passed."""
 

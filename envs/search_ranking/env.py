@@ -1,6 +1,5 @@
 """The gymnax `Environment`, its state and parameters, the expert policy and `make`."""
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -9,6 +8,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from ..autoreset import AutoResetEnv
 from .ranking import (
     base_scores,
     estimate_theta,
@@ -86,13 +86,18 @@ def return_probability(params: EnvParams, clicks: jax.Array, satisfaction: jax.A
     )
 
 
-class SearchRanking(environment.Environment[EnvState, EnvParams]):
+class SearchRanking(AutoResetEnv[EnvState, EnvParams]):
     """Search ranking: a 10-dim boost action re-ranks a catalog for a sampled user and query.
 
     Static structure: `n_products`, `top_k`, `observation` ("rich" or "raw"), `multi_session`.
     Everything numeric, the catalog included, is in `EnvParams`; `default_params` builds it from
     `catalog_seed`, `a_max` and `max_sessions`.
     """
+
+    # Churn is drawn in `step_env`: a user who churns in the last allowed session terminates
+    # the episode, and only an episode that would have gone on is truncated (and should be
+    # bootstrapped from `info["final_observation"]`).
+    truncated_excludes_terminated = True
 
     def __init__(
         self, n_products: int = 10_000, top_k: int = 20, observation: str = "rich",
@@ -166,28 +171,6 @@ class SearchRanking(environment.Environment[EnvState, EnvParams]):
             last_satisfaction=outcome["satisfaction"],
         )
         return self.get_obs(state, params), state, reward, terminated, outcome
-
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key, state, action, params=None):
-        """gymnax's auto-resetting step, except that `truncated` excludes `terminated`.
-
-        A user who churns in the last allowed session terminates the episode; only an episode
-        that would have gone on is truncated (and should be bootstrapped from
-        `info["final_observation"]`).
-        """
-        if params is None:
-            params = self.default_params
-        key_step, key_reset = jax.random.split(key)
-        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
-        truncated = self.is_truncated(state_st, params) & ~terminated
-        done = terminated | truncated
-        obs_re, state_re = self.reset_env(key_reset, params)
-        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
-        obs = jnp.where(done, obs_re, obs_st)
-        info = {
-            **info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st,
-        }
-        return obs, state, reward, terminated, truncated, info
 
     def get_obs(self, state, params=None, key=None) -> jax.Array:
         ctx = state.context
