@@ -14,6 +14,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from ..autoreset import AutoResetEnv
+from ..episodes import episode_returns
 
 PLUS, SEP, EOS, PAD = 10, 11, 12, 13
 VOCAB_SIZE = 14
@@ -225,8 +226,6 @@ class TokenEnv(AutoResetEnv[EnvState, EnvParams]):
         prompts (a fixed key, so every policy meets the same prompts), whatever `reward` is."""
         if act is None:
             return {"values": {}}
-        from jaxpg.evaluate import episode_returns  # envs does not depend on jaxpg otherwise
-
         exact = params.replace(reward="exact")
         returns = episode_returns(self, exact, lambda obs, key: act(obs), jax.random.key(2024), 1024,
                                   int(params.max_steps_in_episode))
