@@ -244,7 +244,8 @@ def make(**overrides: Any) -> tuple[SearchRanking, EnvParams]:
     """`envs.make("SearchRanking-v0", **overrides)` -> `(env, env_params)`.
 
     Options: catalog_seed=0, n_products=10_000, top_k=20, a_max=5.0, observation="rich" or
-    "raw", multi_session=False, max_sessions=20 (multi-session episodes are truncated after it).
+    "raw", multi_session=False, max_sessions=20 (multi-session episodes are truncated after it;
+    only with multi_session=True).
     """
     unknown = sorted(set(overrides) - set(_DEFAULTS))
     if unknown:
@@ -266,6 +267,10 @@ def make(**overrides: Any) -> tuple[SearchRanking, EnvParams]:
     for field, ok, accepted in checks:
         if not ok:
             raise ValueError(f"SearchRanking-v0: {field} must be {accepted}, got {o[field]!r}")
+    # max_sessions is the only option that one mode ignores; passing it there is a mistake.
+    if "max_sessions" in overrides and not o["multi_session"]:
+        raise ValueError("SearchRanking-v0: max_sessions needs multi_session=True (single-session "
+                         "episodes are one session long)")
     env = SearchRanking(
         n_products=int(o["n_products"]), top_k=int(o["top_k"]), observation=o["observation"],
         multi_session=o["multi_session"], catalog_seed=int(o["catalog_seed"]),
