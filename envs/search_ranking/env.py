@@ -229,7 +229,9 @@ def expert_action(obs: jax.Array, env: SearchRanking) -> jax.Array:
       (..., 10) actions.
     """
     start = 7 if env.observation == "raw" else 0
-    return obs[..., start : start + 4] @ jnp.asarray(EXPERT_TEMPLATES)
+    # Full precision, as the env's own products: a reference must not depend on the device.
+    return jnp.matmul(obs[..., start : start + 4], jnp.asarray(EXPERT_TEMPLATES),
+                      precision=jax.lax.Precision.HIGHEST)
 
 
 _DEFAULTS = dict(catalog_seed=0, n_products=10_000, top_k=20, a_max=5.0, observation="rich",
