@@ -32,6 +32,7 @@ The references (`optimal_gain`, `value_matrix`, `policy_cost`, `policy_cost_grad
 and treat the linear Gaussian policy a = K s + noise_std * eps, K of shape (m, n).
 """
 
+import functools
 from functools import partial
 from typing import Any
 
@@ -41,7 +42,25 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from .autoreset import AutoResetEnv
+
 _COUPLING = 0.5
+
+
+def _full_precision(fn):
+    """`fn` with its float32 matmuls at full precision.
+
+    GPUs default to TF32 for float32 matmuls (a 10-bit mantissa), which would move the exact
+    references (Riccati gain, policy costs) and the dynamics they are checked against away from
+    the CPU's. The scope is read when `fn` is traced, so it holds under any outer `jit`.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def _default_system(n: int, m: int):
@@ -75,7 +94,7 @@ class EnvParams(environment.EnvParams):
     max_steps_in_episode: int = 200
 
 
-class LQR(environment.Environment[EnvState, EnvParams]):
+class LQR(AutoResetEnv[EnvState, EnvParams]):
     """LQR-v0. Shapes are read from `params` (A is (n, n), B is (n, m)); the dimensions given
     here only choose `default_params` and the spaces when no params are passed."""
 
@@ -88,6 +107,7 @@ class LQR(environment.Environment[EnvState, EnvParams]):
     def default_params(self) -> EnvParams:
         return _build_params(self.state_dim, self.action_dim, {})
 
+    @_full_precision
     def step_env(self, key, state, action, params):
         s = state.s
         a = jnp.asarray(action, s.dtype).reshape(params.B.shape[1:])
@@ -167,7 +187,8 @@ class LQR(environment.Environment[EnvState, EnvParams]):
             values["gain_relative_error"] = float(
                 np.linalg.norm(K - np.asarray(K_star)) / np.linalg.norm(np.asarray(K_star))
             )
-        return {"values": values, "policies": {"riccati": lambda obs, key: obs @ K_star.T}}
+        riccati = _full_precision(lambda obs, key: obs @ K_star.T)
+        return {"values": values, "policies": {"riccati": riccati}}
 
 
 ACCEPTED_OVERRIDES = (
@@ -290,6 +311,7 @@ def _dare(A, B, Q, R, max_iter=64):
 
 
 @jax.jit
+@_full_precision
 def optimal_gain(params: EnvParams) -> jax.Array:
     """Infinite-horizon optimal gain K* (m, n) for a = K s: K* = -(R + g B'PB)^-1 g B'PA, P the
     discounted DARE solution (the DARE of sqrt(g) A, sqrt(g) B). Optimal for any noise levels.
@@ -328,6 +350,7 @@ def _value_and_stable(K, params, extra=None):
 
 
 @jax.jit
+@_full_precision
 def value_matrix(K: jax.Array, params: EnvParams) -> jax.Array:
     """P_K (n, n) with P = Q + K'RK + g (A+BK)' P (A+BK), so that the noise-free discounted cost
     from s0 is s0' P_K s0. All +inf when sqrt(g) (A + BK) has spectral radius >= 1."""
@@ -353,6 +376,7 @@ def _geometric(g, x):
 
 
 @partial(jax.jit, static_argnames=("horizon",))
+@_full_precision
 def policy_cost(
     K: jax.Array, params: EnvParams, noise_std: Any = 0.0, horizon: int | None = None
 ) -> jax.Array:
@@ -390,6 +414,7 @@ def policy_cost(
 
 
 @partial(jax.jit, static_argnames=("horizon",))
+@_full_precision
 def policy_cost_grad(
     K: jax.Array, params: EnvParams, noise_std: Any = 0.0, horizon: int | None = None
 ) -> jax.Array:
@@ -407,6 +432,7 @@ def policy_cost_grad(
 
 
 @partial(jax.jit, static_argnames=("horizon", "iterations"))
+@_full_precision
 def _newton(params, noise_std, horizon, iterations):
     """`iterations` damped Newton steps on the flattened gain, from K*; returns K (m, n)."""
     m, n = params.B.shape[1], params.A.shape[0]

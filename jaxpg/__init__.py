@@ -26,7 +26,7 @@ _EXPORTS = {
     "PPO": "jaxpg.algos.ppo", "PPOConfig": "jaxpg.algos.ppo", "GRPO": "jaxpg.algos.grpo",
     "GRPOConfig": "jaxpg.algos.grpo", "ALGORITHMS": "jaxpg.algos",
     "Transition": "jaxpg.core.rollout", "rollout": "jaxpg.core.rollout",
-    "episode_returns": "jaxpg.core.evaluate", "evaluate": "jaxpg.core.evaluate",
+    "episode_returns": "envs.episodes", "evaluate": "jaxpg.core.evaluate",
     "NonFiniteUpdate": "jaxpg.run.fit", "fit": "jaxpg.run.fit", "RunOptions": "jaxpg.run.options",
     "sweep": "jaxpg.run.sweep", "make_trainer": "jaxpg.presets.build",
 }

@@ -64,6 +64,15 @@ def test_make_options_and_errors():
             sr.make(**bad)
 
 
+def test_make_rejects_max_sessions_without_multi_session():
+    with pytest.raises(ValueError, match=r"max_sessions needs multi_session=True"):
+        envs.make("SearchRanking-v0", n_products=50, top_k=5, max_sessions=5)
+    with pytest.raises(ValueError, match=r"max_sessions needs multi_session=True"):
+        sr.make(n_products=50, top_k=5, multi_session=False, max_sessions=20)
+    env, params = sr.make(n_products=50, top_k=5, multi_session=True, max_sessions=5)
+    assert env.multi_session and int(params.max_steps_in_episode) == 5
+
+
 def test_catalog_follows_spec():
     n = 40_000
     cat = ref.catalog_from_params(sr.make(n_products=n, catalog_seed=1)[1])

@@ -39,7 +39,7 @@ Choices where the spec leaves room (each follows the original where it has an an
 
 `expert_action(obs, env)` is a template policy (one boost template per observed segment) that
 beats the zero action (about 19.5 against 5.3 mean reward); see `EXPERT_TEMPLATES`.
-`jaxpg.episode_returns(env, params, policy, key, num_episodes)` scores any policy on fresh
+`envs.episodes.episode_returns(env, params, policy, key, num_episodes)` scores any policy on fresh
 episodes with common random numbers, so two policies scored with one key are compared pair by pair.
 
 Memory: the catalog lives once in `EnvParams` (7 product columns and the 42-column score basis,

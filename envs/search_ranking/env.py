@@ -1,6 +1,5 @@
 """The gymnax `Environment`, its state and parameters, the expert policy and `make`."""
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -9,6 +8,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from ..autoreset import AutoResetEnv
 from .ranking import (
     base_scores,
     estimate_theta,
@@ -86,13 +86,18 @@ def return_probability(params: EnvParams, clicks: jax.Array, satisfaction: jax.A
     )
 
 
-class SearchRanking(environment.Environment[EnvState, EnvParams]):
+class SearchRanking(AutoResetEnv[EnvState, EnvParams]):
     """Search ranking: a 10-dim boost action re-ranks a catalog for a sampled user and query.
 
     Static structure: `n_products`, `top_k`, `observation` ("rich" or "raw"), `multi_session`.
     Everything numeric, the catalog included, is in `EnvParams`; `default_params` builds it from
     `catalog_seed`, `a_max` and `max_sessions`.
     """
+
+    # Churn is drawn in `step_env`: a user who churns in the last allowed session terminates
+    # the episode, and only an episode that would have gone on is truncated (and should be
+    # bootstrapped from `info["final_observation"]`).
+    truncated_excludes_terminated = True
 
     def __init__(
         self, n_products: int = 10_000, top_k: int = 20, observation: str = "rich",
@@ -167,28 +172,6 @@ class SearchRanking(environment.Environment[EnvState, EnvParams]):
         )
         return self.get_obs(state, params), state, reward, terminated, outcome
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key, state, action, params=None):
-        """gymnax's auto-resetting step, except that `truncated` excludes `terminated`.
-
-        A user who churns in the last allowed session terminates the episode; only an episode
-        that would have gone on is truncated (and should be bootstrapped from
-        `info["final_observation"]`).
-        """
-        if params is None:
-            params = self.default_params
-        key_step, key_reset = jax.random.split(key)
-        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
-        truncated = self.is_truncated(state_st, params) & ~terminated
-        done = terminated | truncated
-        obs_re, state_re = self.reset_env(key_reset, params)
-        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
-        obs = jnp.where(done, obs_re, obs_st)
-        info = {
-            **info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st,
-        }
-        return obs, state, reward, terminated, truncated, info
-
     def get_obs(self, state, params=None, key=None) -> jax.Array:
         ctx = state.context
         segment = jax.nn.one_hot(ctx.segment, 4)
@@ -246,7 +229,9 @@ def expert_action(obs: jax.Array, env: SearchRanking) -> jax.Array:
       (..., 10) actions.
     """
     start = 7 if env.observation == "raw" else 0
-    return obs[..., start : start + 4] @ jnp.asarray(EXPERT_TEMPLATES)
+    # Full precision, as the env's own products: a reference must not depend on the device.
+    return jnp.matmul(obs[..., start : start + 4], jnp.asarray(EXPERT_TEMPLATES),
+                      precision=jax.lax.Precision.HIGHEST)
 
 
 _DEFAULTS = dict(catalog_seed=0, n_products=10_000, top_k=20, a_max=5.0, observation="rich",
@@ -261,7 +246,8 @@ def make(**overrides: Any) -> tuple[SearchRanking, EnvParams]:
     """`envs.make("SearchRanking-v0", **overrides)` -> `(env, env_params)`.
 
     Options: catalog_seed=0, n_products=10_000, top_k=20, a_max=5.0, observation="rich" or
-    "raw", multi_session=False, max_sessions=20 (multi-session episodes are truncated after it).
+    "raw", multi_session=False, max_sessions=20 (multi-session episodes are truncated after it;
+    only with multi_session=True).
     """
     unknown = sorted(set(overrides) - set(_DEFAULTS))
     if unknown:
@@ -283,6 +269,10 @@ def make(**overrides: Any) -> tuple[SearchRanking, EnvParams]:
     for field, ok, accepted in checks:
         if not ok:
             raise ValueError(f"SearchRanking-v0: {field} must be {accepted}, got {o[field]!r}")
+    # max_sessions is the only option that one mode ignores; passing it there is a mistake.
+    if "max_sessions" in overrides and not o["multi_session"]:
+        raise ValueError("SearchRanking-v0: max_sessions needs multi_session=True (single-session "
+                         "episodes are one session long)")
     env = SearchRanking(
         n_products=int(o["n_products"]), top_k=int(o["top_k"]), observation=o["observation"],
         multi_session=o["multi_session"], catalog_seed=int(o["catalog_seed"]),

@@ -1,6 +1,7 @@
 """Scoring, ranking and the cascade user: pure functions of a catalog, a context and draws."""
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,10 @@ POS_BIAS = np.array([  # examination logits by query type, positions 0..19
     [1.0, 0.8, 0.6, 0.4, 0.2] + [0.1] * 15,
 ])
 
+# Every product here runs at full float32 precision: GPUs otherwise default to TF32 for float32
+# matmuls, whose 10-bit mantissa would change scores, rankings and rewards from the CPU's.
+_dot = partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)
+
 # The 'rich' observation standardises its 8 top-k aggregates with the original's constants.
 _AGG_MEAN = np.array([30.0, 15.0, 0.3, 0.1, 0.5, 0.2, 300.0, 5.0])
 _AGG_STD = np.array([20.0, 10.0, 0.2, 0.1, 0.3, 0.2, 200.0, 2.0])
@@ -54,10 +59,10 @@ def _boost_weights(catalog: Catalog, ctx: Context, action: jax.Array):
         a[5],
         a[6],
     ])
-    var = ctx.theta_emb @ catalog.embedding_cov @ ctx.theta_emb
+    var = _dot(_dot(ctx.theta_emb, catalog.embedding_cov), ctx.theta_emb)
     std = jnp.where(var > 0.0, jnp.sqrt(var), 1.0)
     w_emb = a[3] / std * ctx.theta_emb
-    return jnp.concatenate([w_static, w_emb]), w_emb @ catalog.embedding_mean
+    return jnp.concatenate([w_static, w_emb]), _dot(w_emb, catalog.embedding_mean)
 
 
 def base_scores(catalog: Catalog, ctx: Context, noise: jax.Array) -> jax.Array:
@@ -81,20 +86,20 @@ def _scores(basis: jax.Array, w: jax.Array) -> jax.Array:
     basis (a catalog closed over by jit) into one product per piece, each writing its own
     (N, n) output.
     """
-    return jax.lax.optimization_barrier(w) @ basis.T
+    return _dot(jax.lax.optimization_barrier(w), basis.T)
 
 
 def boost_scores(catalog: Catalog, ctx: Context, action: jax.Array) -> jax.Array:
     """z-scored features (n, 10) @ action (10,), without materialising the features: (n,)."""
     w, offset = _boost_weights(catalog, ctx, action)
-    return catalog.basis[:, EMB_DIM + 4 :] @ w - offset
+    return _dot(catalog.basis[:, EMB_DIM + 4 :], w) - offset
 
 
 def feature_matrix(catalog: Catalog, ctx: Context) -> jax.Array:
     """The ten raw boost features (`FEATURES`) of every product, materialised: (n, 10)."""
     specificity = jnp.asarray(SPECIFICITY, jnp.float32)[ctx.query_type]
     return jnp.stack([
-        catalog.cm2, catalog.discount, catalog.is_pl, catalog.embedding @ ctx.theta_emb,
+        catalog.cm2, catalog.discount, catalog.is_pl, _dot(catalog.embedding, ctx.theta_emb),
         catalog.bestseller, catalog.price, catalog.cm2 * catalog.strategic,
         catalog.discount * ctx.theta_price, catalog.is_pl * ctx.theta_pl,
         specificity * catalog.bestseller,
@@ -195,7 +200,7 @@ def simulate_session(
     """
     price = catalog.price[ranking]
     log_price = jnp.log1p(price)
-    cos = catalog.basis[ranking, :EMB_DIM] @ (ctx.phi_emb / jnp.linalg.norm(ctx.phi_emb))
+    cos = _dot(catalog.basis[ranking, :EMB_DIM], ctx.phi_emb / jnp.linalg.norm(ctx.phi_emb))
     utility = (
         _ALPHA_REL * cos
         + _ALPHA_PRICE * ctx.theta_price * log_price
@@ -226,8 +231,8 @@ def simulate_session(
     return {
         "clicks": clicks.sum(dtype=jnp.float32),
         "purchases": buys.sum(),
-        "gmv": buys @ price,
-        "cm2": buys @ catalog.cm2[ranking],
-        "strategic_buys": buys @ catalog.strategic[ranking],
+        "gmv": _dot(buys, price),
+        "cm2": _dot(buys, catalog.cm2[ranking]),
+        "strategic_buys": _dot(buys, catalog.strategic[ranking]),
         "satisfaction": sat,
     }

@@ -13,6 +13,9 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from ..autoreset import AutoResetEnv
+from ..episodes import episode_returns
+
 PLUS, SEP, EOS, PAD = 10, 11, 12, 13
 VOCAB_SIZE = 14
 # Digits print as themselves; '$' stands for EOS and '_' for PAD in `decode`/`encode`.
@@ -103,7 +106,7 @@ def score(completion, completion_len, target, target_len):
     return exact.astype(jnp.float32), partial.astype(jnp.float32)
 
 
-class TokenEnv(environment.Environment[EnvState, EnvParams]):
+class TokenEnv(AutoResetEnv[EnvState, EnvParams]):
     """A verifiable token-sequence task: the agent writes a completion after a prompt.
 
     Subclasses set `task_name` and `params_class` and write `sample`, `prompt_capacity`,
@@ -112,6 +115,8 @@ class TokenEnv(environment.Environment[EnvState, EnvParams]):
 
     task_name = "TokenTask"
     params_class = EnvParams
+    # Writing a token draws nothing; only resets do, so the whole step key goes to the reset.
+    step_env_draws = False
 
     def prompt_capacity(self, params) -> int:
         """Most prompt tokens (SEP not included); static."""
@@ -166,25 +171,6 @@ class TokenEnv(environment.Environment[EnvState, EnvParams]):
         )
         return self.get_obs(state), state
 
-    @partial(jax.jit, static_argnames=("self",))
-    def step(self, key, state, action, params=None):
-        """gymnax's auto-resetting step, with the whole key going to the reset.
-
-        `step_env` draws nothing, so the base class's split of `key` into a step key and a
-        reset key would only cost a threefry call per step (and its compile time). The
-        returned values and `info` keys are the base class's.
-        """
-        if params is None:
-            params = self.default_params
-        obs_st, state_st, reward, terminated, info = self.step_env(key, state, action, params)
-        truncated = self.is_truncated(state_st, params)
-        done = terminated | truncated
-        obs_re, state_re = self.reset_env(key, params)
-        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
-        obs = jnp.where(done, obs_re, obs_st)
-        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-        return obs, state, reward, terminated, truncated, info
-
     def step_env(self, key, state, action, params):
         del key  # writing a token is deterministic; only resets draw
         action = jnp.asarray(action, jnp.int32)
@@ -235,13 +221,11 @@ class TokenEnv(environment.Environment[EnvState, EnvParams]):
         return spaces.Box(0, max(L, VOCAB_SIZE - 1), (L + 1,), jnp.int32)
 
     def references(self, params, act=None) -> dict:
-        """jaxpg's reference hook (`jaxpg.references`): with `act` (a deterministic policy
+        """jaxpg's reference hook (`jaxpg.presets.references`): with `act` (a deterministic policy
         `obs (N, L+1) -> tokens`), its exact-match accuracy under greedy decoding on 1,024 fresh
         prompts (a fixed key, so every policy meets the same prompts), whatever `reward` is."""
         if act is None:
             return {"values": {}}
-        from jaxpg.core.evaluate import episode_returns  # envs does not depend on jaxpg otherwise
-
         exact = params.replace(reward="exact")
         returns = episode_returns(self, exact, lambda obs, key: act(obs), jax.random.key(2024), 1024,
                                   int(params.max_steps_in_episode))

@@ -3,55 +3,14 @@
 from functools import partial
 
 import jax
-import jax.numpy as jnp
+
+# Scoring a policy on fresh episodes is the environment side's job; jaxpg re-exports it
+# (`jaxpg.episode_returns`) and runs its evaluation on it.
+from envs.episodes import episode_returns
 
 # Evaluation episodes per run when nobody says otherwise: `evaluate`, `jaxpg train` and `jaxpg sweep`
 # share it, so a sweep's row and the same setting trained alone report the same protocol.
 DEFAULT_EPISODES = 100
-
-def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: int | None = None):
-    """Undiscounted returns of `num_episodes` fresh episodes under `policy` (first episodes only).
-
-    The environment's randomness comes from `key` alone and is drawn in the same order whatever
-    the policy does, so policies scored with the same key meet the same initial states and
-    environment noise (common random numbers): their differences are paired. Under `jit`, pass
-    `key` as a traced argument: a constant key lets XLA constant-fold large environment
-    parameters (such as a SearchRanking catalog) at compile time.
-
-    Args:
-      env, env_params: any gymnax environment.
-      policy: `policy(obs (E, ...), key) -> env actions (E, ...)`.
-      key: PRNG key.
-      num_episodes: E, run in parallel.
-      max_steps: steps to run; defaults to `env_params.max_steps_in_episode`. Episodes still
-        running at the end are counted with the reward they collected.
-
-    Returns:
-      `(num_episodes,)` episode returns.
-    """
-    if max_steps is None:
-        max_steps = int(getattr(env_params, "max_steps_in_episode", 1000))
-    reset_key, rollout_key = jax.random.split(key)
-    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-        jax.random.split(reset_key, num_episodes), env_params
-    )
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-
-    def one_step(carry, step_key):
-        env_state, obs, total, running = carry
-        act_key, env_key = jax.random.split(step_key)
-        obs, env_state, reward, terminated, truncated, _ = step(
-            jax.random.split(env_key, num_episodes), env_state, policy(obs, act_key), env_params
-        )
-        total = total + running * reward
-        running = running * (1.0 - (terminated | truncated))
-        return (env_state, obs, total, running), None
-
-    ones = jnp.ones((num_episodes,))
-    (_, _, total, _), _ = jax.lax.scan(
-        one_step, (env_state, obs, 0.0 * ones, ones), jax.random.split(rollout_key, max_steps)
-    )
-    return total
 
 
 @partial(jax.jit, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps"))

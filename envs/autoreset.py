@@ -1,0 +1,60 @@
+"""The one auto-resetting `step` that `envs`' own environments share.
+
+`AutoResetEnv` is gymnax's `Environment` with gymnax's auto-reset `step`, plus two declared
+switches a subclass sets as class attributes:
+
+- `step_env_draws`: True (the default) splits `key` into a step key and a reset key, as gymnax
+  does, so `step_env` gets a key of its own. An environment whose `step_env` draws nothing sets
+  it to False: the whole key then goes to the reset and the split (a threefry call on every
+  step, in an environment whose step may cost little more than that) is not made.
+- `truncated_excludes_terminated`: True reports `truncated` only for an episode that did not
+  also terminate, for environments whose termination is drawn in `step_env` and so cannot be
+  known to `is_truncated`.
+
+The returned values and `info` keys are gymnax's: `(obs, state, reward, terminated, truncated,
+info)`, with `info` holding `step_env`'s own entries and `terminated`, `truncated` and
+`final_observation` (the observation before the reset, for bootstrapping on truncation).
+"""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment
+
+
+class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TEnvParams]):
+    """gymnax's `Environment` with `envs`' shared auto-reset `step` (see the module docstring)."""
+
+    step_env_draws: bool = True
+    truncated_excludes_terminated: bool = False
+
+    @partial(jax.jit, static_argnames=("self",))
+    def step(self, key, state, action, params=None):
+        """One step; an episode that ends is replaced by a fresh one from `reset_env`.
+
+        Args:
+          key: PRNG key for this step (and for the reset, should the episode end).
+          state, action: the environment's state and action.
+          params: `EnvParams`; defaults to `default_params`.
+
+        Returns:
+          `(obs, state, reward, terminated, truncated, info)`; `obs` and `state` are the reset's
+          where the episode ended, and `info["final_observation"]` is the step's observation.
+        """
+        if params is None:
+            params = self.default_params
+        if self.step_env_draws:
+            key_step, key_reset = jax.random.split(key)
+        else:
+            key_step = key_reset = key
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        if self.truncated_excludes_terminated:
+            truncated = truncated & ~terminated
+        done = terminated | truncated
+        obs_re, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
+        obs = jnp.where(done, obs_re, obs_st)
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info

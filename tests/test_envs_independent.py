@@ -1,0 +1,46 @@
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+from envs.episodes import episode_returns
+
+# A fresh interpreter, so that modules other tests imported do not hide an import of jaxpg.
+_ISOLATED = textwrap.dedent("""
+    import sys
+    import jax.numpy as jnp
+    import envs
+    from envs.tokens.base import EOS
+
+    made = {env_id: envs.make(env_id) for env_id in envs.ENV_IDS}
+    env, params = made["Copy-v0"]
+    eos_only = lambda obs: jnp.full(obs.shape[:-1], EOS, jnp.int32)
+    accuracy = env.references(params, eos_only)["values"]["exact_match_accuracy"]
+    for env_id in ("LQR-v0", "SearchRanking-v0"):
+        made[env_id][0].references(made[env_id][1])
+    print(accuracy, sorted(m for m in sys.modules if m == "jaxpg" or m.startswith("jaxpg.")))
+""")
+
+
+def test_envs_imports_nothing_from_jaxpg():
+    out = subprocess.run([sys.executable, "-c", _ISOLATED], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    accuracy, jaxpg_modules = out.stdout.split(" ", 1)
+    assert float(accuracy) == 0.0  # an empty completion answers no prompt
+    assert jaxpg_modules.strip() == "[]"
+
+
+def test_jaxpg_scores_episodes_with_the_envs_function():
+    """One home: jaxpg's evaluation runs on `envs.episodes.episode_returns`, and it still scores."""
+    import jaxpg
+    from jaxpg.core import evaluate
+
+    assert jaxpg.episode_returns is episode_returns and evaluate.episode_returns is episode_returns
+    env, params = envs.make("CartPole-v1")
+    policy = lambda obs, key: jax.random.bernoulli(key, 0.5, obs.shape[:1]).astype(jnp.int32)
+    returns = episode_returns(env, params, policy, jax.random.key(7), 16, 60)
+    assert float(returns.min()) >= 1.0 and float(returns.max()) <= 60.0
