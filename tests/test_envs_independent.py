@@ -4,7 +4,6 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import envs
 from envs.episodes import episode_returns
