@@ -105,7 +105,7 @@ def test_grpo_beats_zero_and_random_actions():
 def test_moving_average_baseline_is_a_bias_corrected_ema_of_earlier_batches():
     env, env_params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("reinforce", env, env_params, baseline="moving_average",
-                                 baseline_decay=0.8)
+                                 normalize_returns=False, baseline_decay=0.8)
     hparams = trainer.hparams
     extra = trainer._init_extra(None, {"policy": None}, hparams)
     batch_means = [3.0, 5.0, -1.0, 4.0]
