@@ -69,9 +69,12 @@ def test_every_traced_hyperparameter_changes_the_run(algo):
 # tightened so that a rollout of a few steps reaches it and its penalty acts. SearchRanking runs its
 # multi-session MDP, where every field acts: in one-session episodes, which always end after their
 # one step, max_steps_in_episode and the return-visit weights have nothing to act on.
-ENVIRONMENTS = [("CartPole-v1", {}), ("LQR-v0", {"state_bound": 1.0}),
-                ("SearchRanking-v0", {"n_products": 50, "multi_session": True}),
-                ("Copy-v0", {}), ("Addition-v0", {}), ("DropZeros-v0", {})]
+# The control tasks run in the unit tier; SearchRanking and the token tasks, whose programs compile
+# slowly, under -m integration.
+ENVIRONMENTS = [("CartPole-v1", {}), ("LQR-v0", {"state_bound": 1.0})] + [
+    pytest.param(env_id, options, marks=pytest.mark.integration) for env_id, options in (
+        ("SearchRanking-v0", {"n_products": 50, "multi_session": True}), ("Copy-v0", {}), ("Addition-v0", {}),
+        ("DropZeros-v0", {}))]
 
 
 def scalar_fields(env_params):
@@ -91,7 +94,7 @@ def other_env_value(name, value):
     return value * 0.01 if value else 0.5
 
 
-@pytest.mark.parametrize("env_id, options", ENVIRONMENTS, ids=[e for e, _ in ENVIRONMENTS])
+@pytest.mark.parametrize("env_id, options", ENVIRONMENTS, ids=lambda value: value if isinstance(value, str) else "")
 def test_every_environment_field_a_sweep_accepts_changes_the_run(env_id, options):
     """A field `--env-grid` accepts either changes what is trained (the trajectories, rewards or
     parameters of a tiny run) or is refused by the sweep, which traces training and refuses the

@@ -52,6 +52,7 @@ def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, trainers)
     assert batched_metrics["episode_return"].shape == (3, trainer.total_iterations)
 
 
+@pytest.mark.integration
 def test_hparams_are_traced_leaves_that_vmap(trainers):
     trainer = trainers["reinforce"]
     assert {"lr", "gamma", "ent_coef", "vf_coef", "max_grad_norm"} <= set(trainer.hparams)

@@ -61,6 +61,7 @@ def test_time_limit_refuses_a_bad_count():
         TimeLimit(env, 0)
 
 
+@pytest.mark.integration
 def test_max_episode_steps_none_is_the_unwrapped_env_and_a_count_cuts_training_episodes():
     env, params = envs.make("CartPole-v1")
     small = dict(num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, hidden_sizes=(8,))
