@@ -176,3 +176,14 @@ def test_refused_or_failed_resume_leaves_the_run_resumable_as_before(tmp_path, c
     assert main(["resume", str(out), "--no-progress"]) == 0
     assert (out / "run.json").read_bytes() == spec
     assert json.loads((out / "summary.json").read_text())["total_iterations"] == 3
+
+
+def test_every_command_answers_help_with_the_run_options_from_their_declaration(capsys):
+    for command in ("train", "resume", "eval", "sweep", "plot"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0, command
+    printed = capsys.readouterr().out
+    for flag in ("--chunk-size", "--metrics-every", "--checkpoint-every", "--keep-checkpoints", "--on-nonfinite",
+                 "--shard", "--no-progress", "--tensorboard", "--wandb"):
+        assert flag in printed, flag

@@ -68,17 +68,18 @@ def add_flags(parser: argparse.ArgumentParser, names=None) -> None:
         if names is not None and field.name not in names:
             continue
         spec = field.metadata["spec"]
+        doc = spec.doc.replace("%", "%%")  # argparse formats help strings with %
         if spec.kind == "bool":
             negate = field.default is True
             parser.add_argument(("--no-" + field.name.replace("_", "-")) if negate else flag(field.name),
                                 dest=field.name, action="store_false" if negate else "store_true",
-                                help=f"turn off: {spec.doc}" if negate else spec.doc)
+                                help=f"turn off: {doc}" if negate else doc)
         elif spec.kind == "choice":
             parser.add_argument(flag(field.name), dest=field.name, default=field.default, choices=spec.choices,
-                                help=f"{spec.doc} (default {field.default})")
+                                help=f"{doc} (default {field.default})")
         else:
             parser.add_argument(flag(field.name), dest=field.name, type=int, default=field.default, metavar="N",
-                                help=f"{spec.doc}; {spec.accepted()}")
+                                help=f"{doc}; {spec.accepted()}")
 
 
 def from_args(args: argparse.Namespace, names=None) -> dict:
