@@ -4,6 +4,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 import envs
 from envs.episodes import episode_returns
@@ -25,6 +26,7 @@ _ISOLATED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_envs_imports_nothing_from_jaxpg():
     out = subprocess.run([sys.executable, "-c", _ISOLATED], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

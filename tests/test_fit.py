@@ -49,6 +49,7 @@ def test_chunks_compose_bit_for_bit(algo, trainers):
         assert np.array_equal(np.asarray(whole_metrics[name]), joined, equal_nan=True), name
 
 
+@pytest.mark.integration
 def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
     trainer = trainers["ppo"]
     keys = jax.random.split(jax.random.key(2), 3)

@@ -128,6 +128,7 @@ def test_token_options_reach_the_update():
     assert float(other.hparams["delta"]) == 1.5 and other.config.advantage == "rloo"
 
 
+@pytest.mark.integration
 def test_a_swept_clip_eps_moves_both_clip_bounds():
     """clip_eps_high=None follows clip_eps where the loss is traced, so a clip_eps given as a
     hyperparameter (a sweep) narrows the upper bound too, not only the lower one."""

@@ -175,6 +175,7 @@ def test_policy_cost_matches_env_monte_carlo_finite_horizon():
     assert abs(returns.mean() + lqr.policy_cost(K, p, noise_std, p.max_steps_in_episode)) < 3 * se
 
 
+@pytest.mark.integration
 def test_policy_cost_matches_env_monte_carlo_infinite_horizon():
     # gamma^1000 = 4e-5: the truncated tail is far below the Monte Carlo error.
     env, p = envs.make("LQR-v0", horizon=1000, noise_std=0.2, init_low=0.5, init_high=1.0)
@@ -185,6 +186,7 @@ def test_policy_cost_matches_env_monte_carlo_infinite_horizon():
     assert abs(returns.mean() + lqr.policy_cost(K, p, 0.3)) < 3 * se
 
 
+@pytest.mark.integration
 def test_policy_cost_gradient():
     _, p = envs.make("LQR-v0", state_dim=3, action_dim=2, noise_std=0.1, init_low=[0.0, 0.5, -1.0])
     K = lqr.optimal_gain(p) + jnp.array([[0.1, -0.05, 0.0], [0.0, 0.05, 0.1]])

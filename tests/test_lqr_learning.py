@@ -226,9 +226,9 @@ def sampled_gradient(env_items, gamma, num_episodes, seed=1):
 @pytest.mark.parametrize(
     "env_kwargs, num_episodes, power",
     [
-        ({}, 16_384, 0.05),
-        # Slow only to keep the default run short; the 3x2 shapes of K are also covered by
-        # the act test and the slow convergence tests.
+        # Integration and slow only to keep the unit tier short; the 3x2 shapes of K are also
+        # covered by the act test and the slow convergence tests.
+        pytest.param({}, 16_384, 0.05, marks=pytest.mark.integration),
         pytest.param({"state_dim": 3, "action_dim": 2}, 8_192, 0.12, marks=pytest.mark.slow),
     ],
     ids=["1d", "3x2"],
@@ -245,6 +245,7 @@ def test_reinforce_gradient_is_unbiased(env_kwargs, num_episodes, power):
     assert np.linalg.norm(se) < power * np.linalg.norm(exact), (se, exact)
 
 
+@pytest.mark.integration
 def test_reinforce_gradient_with_discount_estimates_returns_to_go_field():
     """gamma < 1: jaxpg's REINFORCE weights grad log pi_t by the discounted return-to-go G_t
     without the gamma^t factor (the usual convention, documented in jaxpg/reinforce.py), so
@@ -409,13 +410,13 @@ SYSTEMS = {"2x1": dict(state_dim=2, action_dim=1), "3x2": dict(state_dim=3, acti
 @pytest.mark.slow
 @pytest.mark.parametrize("system", list(SYSTEMS))
 def test_reinforce_converges_on_larger_systems(system):
-    """Relative error < 0.02 to REINFORCE's exact target on a 2-D and a 3-D chain, 8 seeds."""
+    """Relative error < 0.02 to REINFORCE's exact target on a 2-D and a 3-D chain, 4 seeds."""
     setting = {
         "env": dict(horizon=20, **SYSTEMS[system]),
         "config": REINFORCE_1D["config"],
         "lrs": (0.02, 0.0005, 600),
     }
-    _, params, metrics, gains = run_setting("reinforce", setting, seeds=8, destabilised=0)
+    _, params, metrics, gains = run_setting("reinforce", setting, seeds=4, destabilised=0)
     target = np.asarray(reinforce_target(params, 0.5, 20))
     errors = relative_error(gains[:, -1], target)
     assert np.all(errors < 0.02), (errors, relative_error(target, lqr.optimal_gain(params)))
@@ -424,7 +425,7 @@ def test_reinforce_converges_on_larger_systems(system):
 @pytest.mark.slow
 @pytest.mark.parametrize("system", list(SYSTEMS))
 def test_ppo_converges_on_larger_systems(system):
-    """Relative error < 0.02 to K* on a 2-D and a 3-D chain, 8 seeds.
+    """Relative error < 0.02 to K* on a 2-D and a 3-D chain, 4 seeds.
 
     Horizon 20: from K = 0 the open-loop chain drifts polynomially and, at the default 200
     steps, reaches the state bound (3-D: within ~30 steps), where the return is nearly flat in
@@ -432,6 +433,6 @@ def test_ppo_converges_on_larger_systems(system):
     on truncation, so its target stays the infinite-horizon K* at any horizon."""
     config = {**PPO_1D["config"], "total_timesteps": 64 * 32 * 600}
     setting = {"env": dict(horizon=20, **SYSTEMS[system]), "config": config, "lrs": None}
-    _, params, metrics, gains = run_setting("ppo", setting, seeds=8, destabilised=0)
+    _, params, metrics, gains = run_setting("ppo", setting, seeds=4, destabilised=0)
     errors = relative_error(gains[:, -1], lqr.optimal_gain(params))
     assert np.all(errors < 0.02), errors

@@ -38,6 +38,7 @@ class ConstantReward(environment.Environment):
         return spaces.Discrete(2)
 
 
+@pytest.mark.integration
 def test_truncation_bootstraps_from_the_final_observation():
     env = ConstantReward()
     trainer = jaxpg.make_trainer(

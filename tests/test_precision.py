@@ -67,7 +67,8 @@ def test_lqr_dynamics_run_at_full_precision(lqr_2x2):
     assert_all_highest(step, keys, state, jnp.ones((8, 2)), params)
 
 
-@pytest.mark.parametrize("options", [dict(), dict(observation="raw", multi_session=True)])
+@pytest.mark.parametrize("options", [dict(), pytest.param(dict(observation="raw", multi_session=True),
+                                                       marks=pytest.mark.integration)])
 def test_search_ranking_scores_run_at_full_precision(options):
     env, params = sr.make(n_products=200, top_k=5, **options)
     keys = jax.random.split(jax.random.key(0), 8)

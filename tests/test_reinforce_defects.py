@@ -33,6 +33,7 @@ def _compensated(policy_params, mean, std):
     return {"params": {**policy_params["params"], "MLP_0": mlp}}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("algo", ["reinforce", "grpo"])
 def test_kl_reference_keeps_the_normalisation_it_was_built_with(algo):
     """With normalize_observations, pi_ref(a|s) must stay the function of the raw observation it

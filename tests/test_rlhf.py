@@ -220,6 +220,7 @@ def test_kl_regularised_fine_tuning_on_a_learned_reward_beats_sft(algo):
     assert (after["kl"] > 0).all() and np.isfinite(np.asarray(metrics["kl_to_reference"])).all()
 
 
+@pytest.mark.integration
 def test_policy_rewards_see_the_observations_the_trainer_normalises():
     """With normalize_observations, the report evaluates the policy as the trainer does (its
     running statistics) and the reference with the statistics it started from, as the KL

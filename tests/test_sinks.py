@@ -4,6 +4,7 @@ import os
 import struct
 
 import numpy as np
+import pytest
 
 from jaxpg.run.sinks import TensorBoard, WandB
 
@@ -39,6 +40,7 @@ def test_tensorboard_writes_one_run_per_seed(tmp_path):
         assert [(step, value) for _, step, value in scalars] == list(zip([10, 20, 30], CHUNK["episode_return"][run]))
 
 
+@pytest.mark.integration
 def test_wandb_offline_writes_one_run_per_seed(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     sink = WandB(str(tmp_path))

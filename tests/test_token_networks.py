@@ -60,6 +60,7 @@ def test_transformer_policy_runs_init_and_step(algo, options):
     assert action.shape == (3,) and action.dtype == jnp.int32
 
 
+@pytest.mark.integration
 def test_custom_policy_and_value_networks_are_used():
     trainer = jaxpg.make_trainer(
         "ppo", ENV, PARAMS, policy_network=Constant(EOS), value_network=LastToken(),

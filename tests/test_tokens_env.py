@@ -22,7 +22,9 @@ TASKS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(TASKS))
+# Copy runs every task-parametrised test in the unit tier; the other tasks under -m integration.
+@pytest.fixture(scope="module", params=[
+    name if name == "copy" else pytest.param(name, marks=pytest.mark.integration) for name in TASKS])
 def task(request):
     env_id, options = TASKS[request.param]
     return envs.make(env_id, **options)

@@ -37,7 +37,8 @@ def trees_close(a, b, **tol):
         np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), **tol)
 
 
-@pytest.mark.parametrize("algo", [pytest.param("reinforce", marks=pytest.mark.integration), "ppo"])
+@pytest.mark.integration
+@pytest.mark.parametrize("algo", ["reinforce", "ppo"])
 def test_same_key_same_result_and_vmapped_seed_equals_single_run(algo, trainers):
     trainer = trainers[algo]
     keys = jax.random.split(jax.random.key(7), 3)
