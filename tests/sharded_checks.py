@@ -3,7 +3,8 @@ rest of the suite keeps one device). Prints one JSON line of findings."""
 
 import os
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+# Eight devices, beside any flag the parent test process set.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
 
 import json  # noqa: E402
 import sys  # noqa: E402
