@@ -84,5 +84,5 @@ def test_every_continuous_distribution_makes_progress_on_pendulum(distribution):
 @pytest.mark.slow
 def test_ppo_solves_pendulum():
     trainer = pendulum_trainer(16 * 128 * 300)
-    evaluated, _ = final_returns(trainer, 4)
+    evaluated, _ = final_returns(trainer, 3)
     assert evaluated.mean() >= -250, evaluated
