@@ -35,9 +35,10 @@ def trainers():
     return {algo: jaxpg.make_trainer(algo, env, params, **config) for algo, config in SMALL.items()}
 
 
-# One algorithm in the unit tier (the chunking is the trainer's, shared by all); the others under
-# -m integration.
-@pytest.mark.parametrize("algo", [a if a == "ppo" else pytest.param(a, marks=pytest.mark.integration) for a in SMALL])
+# The unit tier checks chunking on programs other tests compile anyway
+# (tests/test_trainer_api.py::test_iterate_is_steps_bit_for_bit); this, with `train`, under -m integration.
+@pytest.mark.integration
+@pytest.mark.parametrize("algo", list(SMALL))
 def test_chunks_compose_bit_for_bit(algo, trainers):
     trainer = trainers[algo]
     whole, whole_metrics = trainer.train(jax.random.key(1))  # init, then one scan of 8 iterations

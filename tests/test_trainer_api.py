@@ -83,6 +83,21 @@ def test_step_init_act_evaluate(trainers):
     assert returns.shape == (7,) and bool((returns >= 1).all())
 
 
+def test_iterate_is_steps_bit_for_bit(trainers):
+    """`iterate(state, 2)` is two `step`s, state and metrics to the bit: the chunking that `fit`,
+    resume and `train` rely on (tests/test_fit.py checks `train` itself under -m integration)."""
+    trainer = trainers["ppo"]
+    start = trainer.init(jax.random.key(3))
+    stepped, first = trainer.step(start)
+    stepped, second = trainer.step(stepped)
+    iterated, metrics = trainer.iterate(start, 2)
+    for x, y in zip(leaves(stepped), leaves(iterated)):
+        assert np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+    for name in metrics:
+        joined = np.stack([first[name], second[name]])
+        assert np.array_equal(np.asarray(metrics[name]), joined, equal_nan=True), name
+
+
 def test_bad_input_is_rejected_before_compiling(cartpole, trainers):
     env, params = cartpole
     cases = [
