@@ -3,8 +3,10 @@ rest of the suite keeps one device). Prints one JSON line of findings."""
 
 import os
 
-# Eight devices, beside any flag the parent test process set.
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
+# Eight devices, beside any flag the parent set; tests/test_sharding.py already asks for them, a
+# standalone run does not.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
 
 import json  # noqa: E402
 import sys  # noqa: E402

@@ -4,9 +4,9 @@ For each algorithm, a few tiny setups (static options under which a hyperparamet
 `lr_end` needs a schedule, `baseline_decay` a moving-average baseline, `clip_eps` a second update on
 the same batch) each compile one training program and run it once per hyperparameter setting: runs
 0 and 1 use the defaults and run i + 2 changes hyperparameter i alone. (One program run several
-times rather than one vmapped program: a vmapped program takes about twice as long to compile.)
-Every hyperparameter the algorithm declares must move the run's
-parameters in at least one setup; a new hyperparameter falls under the guard without being listed.
+times rather than one vmapped program: a vmapped program took about twice as long to compile, measured
+once by hand.) Every hyperparameter the algorithm declares must move the run's parameters in at
+least one setup; a new hyperparameter falls under the guard without being listed.
 Settings that would make a hyperparameter act on nothing are refused when the trainer is built
 (tests/test_config.py); this guard covers the traced ones.
 Runs 0 and 1 must agree bit for bit, or the comparison would prove nothing.
