@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from gymnax.environments import environment
+from users_emitter import compile_as_users_do
 
 import envs
 import jaxpg
@@ -41,9 +42,12 @@ def trainers():
 @pytest.mark.parametrize("algo", list(SMALL))
 def test_chunks_compose_bit_for_bit(algo, trainers):
     trainer = trainers[algo]
-    whole, whole_metrics = trainer.train(jax.random.key(1))  # init, then one scan of 8 iterations
-    first, first_metrics = trainer.iterate(trainer.init(jax.random.key(1)), 4)
-    second, second_metrics = trainer.iterate(first, 4)
+    key = jax.random.key(1)
+    whole, whole_metrics = compile_as_users_do(trainer.train, key)(key)  # init, then a scan of 8
+    start = compile_as_users_do(trainer.init, key)(key)
+    iterate = compile_as_users_do(trainer.iterate, start, 4, static_argnums=1)
+    first, first_metrics = iterate(start)
+    second, second_metrics = iterate(first)
     assert bitwise_equal(whole, second)
     for name in whole_metrics:
         joined = np.concatenate([first_metrics[name], second_metrics[name]])

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from gymnax.environments import environment
+from users_emitter import compile_as_users_do
 
 import envs
 import jaxpg
@@ -88,9 +89,11 @@ def test_iterate_is_steps_bit_for_bit(trainers):
     resume and `train` rely on (tests/test_fit.py checks `train` itself under -m integration)."""
     trainer = trainers["ppo"]
     start = trainer.init(jax.random.key(3))
-    stepped, first = trainer.step(start)
-    stepped, second = trainer.step(stepped)
-    iterated, metrics = trainer.iterate(start, 2)
+    step = compile_as_users_do(trainer.step, start)
+    iterate = compile_as_users_do(trainer.iterate, start, 2, static_argnums=1)
+    stepped, first = step(start)
+    stepped, second = step(stepped)
+    iterated, metrics = iterate(start)
     for x, y in zip(leaves(stepped), leaves(iterated)):
         assert np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
     for name in metrics:
