@@ -3,13 +3,14 @@
 The unit and integration tiers train for a few iterations on a handful of environments, so they
 wait on XLA's compiler, not on the programs it makes. They compile with LLVM's optimisations off
 (`--xla_backend_optimization_level=0`) and with XLA:CPU's older kernel emitter
-(`--xla_cpu_use_fusion_emitters=false`). Measured on 2 cores (2026-12-04, jaxlib 0.10.2), PPO's
-CartPole train program compiles in 15.6 s with XLA's defaults, 7.9 s at level 0 and 6.3 s with
-both; the level-0 program runs about 3x slower. The unit tier went from 3 min 3 s to 2 min 11 s.
+(`--xla_cpu_use_fusion_emitters=false`). `python -m benchmarks.compile_flags` measures the
+trade (benchmarks/results/compile_flags.json, 2 cores, 2026-12-04): PPO's CartPole train program
+compiles 2.0x faster and runs 0.30x as fast; REINFORCE's compiles 2.7x faster. The unit tier went
+from 3 min 3 s to between 2 min 11 s and 2 min 58 s.
 
 The older emitter vectorises a few reductions differently in a scan body than in a lone step, so
 `iterate` and `step` then differ in the last bit; the unit test of that promise compiles its
-programs with the emitter users get (tests/test_trainer_api.py::test_iterate_is_steps_bit_for_bit).
+programs with the emitter users get (tests/users_emitter.py).
 
 The slow tier, whose learning runs are long, keeps XLA's defaults. Flags a user sets in XLA_FLAGS
 are kept, and subprocesses inherit the setting.
