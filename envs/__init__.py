@@ -2,7 +2,9 @@
 
 `make(env_id, **overrides)` returns `(env, env_params)`. Our own ids are listed in `ENV_IDS`;
 any other id that gymnax registers falls through to `gymnax.make`, so gymnax's environments
-and wrappers work wherever ours do.
+and wrappers work wherever ours do. `"SUITE:ID"` makes another JAX suite's environment on the
+same API (envs/adapters: brax, playground, craftax, jumanji, xminigrid, navix); `suites()` lists
+the installed ones.
 """
 
 import importlib
@@ -28,14 +30,17 @@ def make(env_id: str, **overrides):
     """Builds an environment and its parameters.
 
     Args:
-      env_id: one of `ENV_IDS`, or any id in `gymnax.registered_envs`.
-      **overrides: environment options (ours) or `EnvParams` fields (gymnax's).
+      env_id: one of `ENV_IDS`, any id in `gymnax.registered_envs`, or `"SUITE:ID"` for a
+        suite in `suites()` (envs/adapters).
+      **overrides: environment options (ours and the suites') or `EnvParams` fields (gymnax's).
 
     Returns:
       `(env, env_params)`.
     """
     if env_id in _OWN_ENVS:
         return importlib.import_module(_OWN_ENVS[env_id]).make(**overrides)
+    if ":" in env_id:
+        return importlib.import_module("envs.adapters").make(env_id, **overrides)
     if env_id in gymnax.registered_envs:
         env, params = gymnax.make(env_id)
         if overrides:
@@ -50,8 +55,15 @@ def make(env_id: str, **overrides):
     known = ", ".join(ENV_IDS)
     raise ValueError(
         f"unknown environment id {env_id!r}: ours are {known}; gymnax also provides "
-        f"{', '.join(gymnax.registered_envs)}"
+        f"{', '.join(gymnax.registered_envs)}; other suites as SUITE:ID (installed: "
+        f"{', '.join(suites()) or 'none'})"
     )
+
+
+def suites() -> tuple[str, ...]:
+    """The environment suites `make("SUITE:ID")` can reach here: those whose packages are
+    installed (`pip install 'jaxpg[suites]'` installs all six)."""
+    return importlib.import_module("envs.adapters").installed()
 
 
 def __getattr__(name):

@@ -22,12 +22,14 @@ _ISOLATED = textwrap.dedent("""
     accuracy = env.references(params, eos_only)["values"]["exact_match_accuracy"]
     for env_id in ("LQR-v0", "SearchRanking-v0"):
         made[env_id][0].references(made[env_id][1])
-    print(accuracy, sorted(m for m in sys.modules if m == "jaxpg" or m.startswith("jaxpg.")))
+    envs.suites()  # finds the installed suites without importing any
+    suites = ("brax", "mujoco_playground", "craftax", "jumanji", "xminigrid", "navix")
+    print(accuracy, sorted(m for m in sys.modules if m.split(".")[0] in ("jaxpg", *suites)))
 """)
 
 
 @pytest.mark.integration
-def test_envs_imports_nothing_from_jaxpg():
+def test_envs_imports_nothing_from_jaxpg_nor_any_suite():
     out = subprocess.run([sys.executable, "-c", _ISOLATED], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     accuracy, jaxpg_modules = out.stdout.split(" ", 1)

@@ -1,0 +1,70 @@
+"""What every suite adapter shares: its state and the split of an episode's end.
+
+`SuiteState.inner` is the suite's own state (or time step); `truncated` is the adapter's verdict
+on the transition that made it, which `AutoResetEnv.step` reads through `is_truncated`. An
+episode that ends by the time limit and by itself on the same step is terminated, never both.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment
+
+from envs.autoreset import AutoResetEnv
+
+
+@struct.dataclass
+class SuiteState(environment.EnvState):
+    inner: Any
+    truncated: jax.Array
+
+
+@struct.dataclass
+class SuiteParams(environment.EnvParams):
+    """A suite environment's parameters: none beyond the suite's own (`suite`, where it has any)."""
+
+    suite: Any = None
+
+
+@struct.dataclass
+class TimeLimitParams(environment.EnvParams):
+    """For suites whose time limit the adapter enforces or passes to the suite at every step."""
+
+    max_steps_in_episode: int = 1000
+    suite: Any = None
+
+
+class SuiteEnv(AutoResetEnv[SuiteState, Any]):
+    truncated_excludes_terminated = True
+    suite_name = "suite"
+
+    def __init__(self, name: str, params):
+        super().__init__()
+        self.suite_id = name
+        self._default_params = params
+
+    @property
+    def name(self) -> str:
+        return f"{self.suite_name}:{self.suite_id}"
+
+    @property
+    def default_params(self):
+        return self._default_params
+
+    def is_truncated(self, state: SuiteState, params) -> jax.Array:
+        return state.truncated
+
+    def is_terminal(self, state: SuiteState, params) -> jax.Array:
+        return jnp.asarray(False)
+
+
+def start(inner) -> SuiteState:
+    """The state of a fresh episode."""
+    return SuiteState(time=jnp.zeros((), jnp.int32), inner=inner, truncated=jnp.asarray(False))
+
+
+def flat_float(tree) -> jax.Array:
+    """Every leaf of an observation pytree, raveled, cast to float32 and concatenated."""
+    return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)])

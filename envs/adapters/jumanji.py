@@ -1,0 +1,65 @@
+"""Jumanji's environments (`jumanji:ID`, e.g. `jumanji:Snake-v1`, `jumanji:Game2048-v1`).
+
+Jumanji returns dm_env-style `TimeStep`s and reports an episode cut by its time limit as it
+reports a death: `step_type` LAST with discount 0 (Snake at its `time_limit`). The adapter calls
+an end truncated when the state's `step_count` has reached the environment's `time_limit` and
+terminated otherwise, so an episode that ends by itself on its last allowed step counts as
+truncated. The time limit is the environment's (`time_limit=` to `make` where the environment
+takes one). Observations are Jumanji's pytrees flattened to one float32 vector (the action
+mask among them).
+"""
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import spaces
+
+from envs.adapters.base import SuiteEnv, SuiteParams, flat_float, start
+
+LAST = 2  # dm_env's StepType.LAST
+
+
+class JumanjiEnv(SuiteEnv):
+    suite_name = "jumanji"
+    step_env_draws = False  # Jumanji keeps its own key in its state
+
+    def __init__(self, name: str, suite_env):
+        super().__init__(name, SuiteParams())
+        self.suite_env = suite_env
+        self.time_limit = getattr(suite_env, "time_limit", None)
+
+    def reset_env(self, key, params):
+        suite_state, timestep = self.suite_env.reset(key)
+        return flat_float(timestep.observation), start(suite_state)
+
+    def step_env(self, key, state, action, params):
+        del key
+        suite_state, timestep = self.suite_env.step(state.inner, action)
+        ended = timestep.step_type == LAST
+        if self.time_limit is None:
+            truncated = jnp.zeros((), bool)
+        else:
+            truncated = ended & (suite_state.step_count >= self.time_limit)
+        terminated = ended & ~truncated
+        state = state.replace(inner=suite_state, time=state.time + 1, truncated=truncated)
+        return (flat_float(timestep.observation), state, jnp.asarray(timestep.reward, jnp.float32),
+                terminated, {})
+
+    def observation_space(self, params):
+        obs, _ = self.reset_env(jax.random.key(0), params)
+        return spaces.Box(-jnp.inf, jnp.inf, obs.shape, jnp.float32)
+
+    def action_space(self, params):
+        spec = self.suite_env.action_spec
+        if not hasattr(spec, "num_values") or jnp.ndim(spec.num_values) != 0:
+            raise ValueError(f"jumanji:{self.suite_id} has actions {spec}; accepted: one discrete action")
+        return spaces.Discrete(int(spec.num_values))
+
+
+def make(name: str, **options):
+    import jumanji
+
+    if name not in jumanji.registered_environments():
+        raise ValueError(f"jumanji:{name} is not a Jumanji environment; accepted: "
+                         f"{', '.join('jumanji:' + n for n in jumanji.registered_environments())}")
+    env = JumanjiEnv(name, jumanji.make(name, **options))
+    return env, env.default_params

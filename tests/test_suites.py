@@ -1,0 +1,261 @@
+"""Other suites through `envs.make("SUITE:ID")`: step-for-step parity with each suite's own API.
+
+Each test plays a fixed action sequence through the adapter and through the suite's native API,
+resetting the native environment where an episode ended with the key the adapter's auto-reset
+used, and checks, step by step: observations (the adapter's `final_observation` at an end),
+rewards, `terminated` and `truncated` (a time-limit cut must arrive as truncated), and the
+observation that starts the next episode. Episodes are kept short so that both kinds of end
+occur. A suite that is not installed skips with the extra that installs it; the `dev` extra
+installs them all. The grid suites run in the unit tier; brax, Playground and Craftax, whose
+programs take tens of seconds to compile, under -m integration.
+"""
+
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.adapters import SUITES
+
+
+def needs(suite: str):
+    package = SUITES[suite].package
+    return pytest.mark.skipif(importlib.util.find_spec(package) is None,
+                              reason=f"{suite} is not installed: pip install 'jaxpg[{SUITES[suite].extra}]'")
+
+
+def adapter_rollout(env, params, actions, key):
+    """`(obs, final_obs, reward, terminated, truncated, step_keys)` of the adapter over `actions`."""
+    keys = jax.random.split(key, len(actions) + 1)
+
+    def step(carry, inputs):
+        state = carry
+        step_key, action = inputs
+        obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
+        return state, (obs, info["final_observation"], reward, terminated, truncated)
+
+    first_obs, state = env.reset(keys[0], params)
+    _, out = jax.jit(lambda s: jax.lax.scan(step, s, (keys[1:], actions)))(state)
+    return (first_obs, *[np.asarray(x) for x in out], keys)
+
+
+def same_observation(actual, desired, message=""):
+    """Integer observations to the bit; float ones to float rounding (the adapter's steps run in
+    one scan, the native ones one jitted call at a time, and XLA may fuse them differently)."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    if np.issubdtype(desired.dtype, np.integer):
+        np.testing.assert_array_equal(actual, desired, err_msg=message)
+    else:
+        np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6, err_msg=message)
+
+
+def check_against_native(adapter, native_reset, native_step, actions):
+    """Walks the native environment alongside the adapter's rollout.
+
+    `native_reset(key) -> (native_state, obs)`; `native_step(native_state, action) ->
+    (native_state, obs, reward, terminated, truncated)` with the suite's own end signals.
+    Returns the numbers of terminated and truncated ends seen."""
+    first_obs, obs, final_obs, reward, terminated, truncated, keys = adapter
+    state, native_obs = native_reset(keys[0])
+    same_observation(first_obs, native_obs)
+    ends = {"terminated": 0, "truncated": 0}
+    for t, action in enumerate(np.asarray(actions)):
+        state, native_obs, native_reward, native_terminated, native_truncated = native_step(state, action)
+        same_observation(final_obs[t], native_obs, f"step {t}")
+        np.testing.assert_allclose(reward[t], native_reward, rtol=1e-5, err_msg=f"step {t}")
+        assert bool(terminated[t]) == bool(native_terminated), f"step {t}: terminated"
+        assert bool(truncated[t]) == bool(native_truncated), f"step {t}: truncated"
+        if native_terminated or native_truncated:
+            ends["terminated" if native_terminated else "truncated"] += 1
+            # The adapter's auto-reset got the whole step key (these suites' steps draw nothing).
+            state, native_obs = native_reset(keys[t + 1])
+            same_observation(obs[t], native_obs, f"step {t}: reset")
+        else:
+            same_observation(obs[t], native_obs, f"step {t}")
+    return ends
+
+
+def random_actions(n: int, num_actions: int, seed: int = 0):
+    return jax.random.randint(jax.random.key(seed), (n,), 0, num_actions)
+
+
+@needs("navix")
+def test_navix_matches_its_transitions_and_splits_its_step_types():
+    import navix
+
+    native = navix.make("Navix-Empty-5x5-v0", max_steps=12)
+    env, params = envs.make("navix:Navix-Empty-5x5-v0", max_steps=12)
+    # Forward, forward, turn, forward, forward reaches the goal; twelve turns run out the time.
+    actions = jnp.array(([2, 2, 1, 2, 2] + [0] * 12) * 4)
+    step_fn = jax.jit(native._step)
+
+    def reset(key):
+        timestep = native.reset(key)
+        return timestep, timestep.observation
+
+    def step(timestep, action):
+        # NAVIX's public step resets on the step after an end; a transition is its `_step`.
+        timestep = step_fn(timestep, action)
+        return timestep, timestep.observation, timestep.reward, timestep.step_type == 2, timestep.step_type == 1
+
+    ends = check_against_native(adapter_rollout(env, params, actions, jax.random.key(1)), reset, step, actions)
+    assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
+
+
+@needs("xminigrid")
+def test_xminigrid_matches_its_steps_and_reads_the_goal_from_the_discount():
+    import xminigrid
+
+    native, native_params = xminigrid.make("MiniGrid-Empty-5x5")
+    native_params = native_params.replace(max_steps=10)
+    env, params = envs.make("xminigrid:MiniGrid-Empty-5x5")
+    params = params.replace(max_steps_in_episode=10)
+    # The first episode walks to the goal; the others turn or bump until the limit.
+    actions = jnp.array(([0, 0, 1, 0, 0] + [1] * 10 + [0, 0, 2, 0, 0] + [0] * 3 + [1] * 7) * 3)
+    step_fn = jax.jit(native.step)
+
+    def reset(key):
+        timestep = native.reset(native_params, key)
+        return timestep, timestep.observation
+
+    def step(timestep, action):
+        timestep = step_fn(native_params, timestep, action)
+        last = timestep.step_type == 2
+        return (timestep, timestep.observation, timestep.reward, last & (timestep.discount == 0),
+                last & (timestep.discount == 1))
+
+    ends = check_against_native(adapter_rollout(env, params, actions, jax.random.key(2)), reset, step, actions)
+    assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
+
+
+@needs("jumanji")
+def test_jumanji_snake_splits_its_time_limit_from_a_death():
+    import jumanji
+
+    native = jumanji.make("Snake-v1", time_limit=15)
+    env, params = envs.make("jumanji:Snake-v1", time_limit=15)
+    actions = jnp.tile(jnp.array([0, 1, 2, 3]), 100)  # circles: a snake of length 1 survives
+    actions = jnp.where(jnp.arange(400) % 97 > 80, 0, actions)  # and sometimes runs into a wall
+    step_fn = jax.jit(native.step)
+    flat = lambda observation: np.concatenate(
+        [np.ravel(np.asarray(x, np.float32)) for x in jax.tree.leaves(observation)])
+
+    def reset(key):
+        state, timestep = native.reset(key)
+        return state, flat(timestep.observation)
+
+    def step(state, action):
+        state, timestep = step_fn(state, action)
+        last = timestep.step_type == 2
+        cut = last & (state.step_count >= 15)
+        return state, flat(timestep.observation), timestep.reward, last & ~cut, cut
+
+    ends = check_against_native(adapter_rollout(env, params, actions, jax.random.key(3)), reset, step, actions)
+    assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
+
+
+def brax_like_check(env, params, suite_env, limit, num_actions_dim, steps=120):
+    """brax's State API under brax's own `EpisodeWrapper`, whose `info["truncation"]` marks a
+    time-limit end; brax and Playground share it."""
+    from brax.envs.wrappers.training import EpisodeWrapper
+
+    native = EpisodeWrapper(suite_env, episode_length=limit, action_repeat=1)
+    actions = jax.random.uniform(jax.random.key(4), (steps, num_actions_dim), minval=-1, maxval=1)
+    reset_fn, step_fn = jax.jit(native.reset), jax.jit(native.step)
+
+    def reset(key):
+        state = reset_fn(key)
+        return state, state.obs
+
+    def step(state, action):
+        state = step_fn(state, action)
+        truncation = state.info["truncation"] > 0
+        return state, state.obs, state.reward, (state.done > 0) & ~truncation, truncation
+
+    return check_against_native(adapter_rollout(env, params, actions, jax.random.key(5)), reset, step, actions)
+
+
+@pytest.mark.integration
+@needs("brax")
+def test_brax_matches_its_episode_wrapper():
+    env, params = envs.make("brax:inverted_pendulum", backend="spring", max_steps_in_episode=12)
+    ends = brax_like_check(env, params, env.suite_env, 12, env.action_space(params).shape[0])
+    assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
+
+
+@pytest.mark.integration
+@needs("playground")
+def test_playground_matches_brax_episode_wrapper():
+    env, params = envs.make("playground:CartpoleBalance", max_steps_in_episode=10)
+    ends = brax_like_check(env, params, env.suite_env, 10, env.action_space(params).shape[0], steps=40)
+    assert ends["truncated"] > 0, ends  # the dm_control tasks end only by the limit
+
+
+@pytest.mark.integration
+@needs("craftax")
+def test_craftax_calls_an_end_at_its_time_limit_truncated():
+    env, params = envs.make("craftax:Craftax-Classic-Symbolic-v1")
+    params = params.replace(max_steps_in_episode=7)
+    native = env.suite_env
+    native_params = native.default_params.replace(max_timesteps=7)
+    actions = random_actions(30, env.action_space(params).n)
+    rollout = adapter_rollout(env, params, actions, jax.random.key(6))
+    first_obs, obs, final_obs, reward, terminated, truncated, keys = rollout
+    # Craftax's step draws: replay it with the key the adapter's step passed on.
+    step_fn = jax.jit(native.step_env)
+    native_obs, state = native.reset_env(keys[0], native_params)
+    same_observation(first_obs, native_obs)
+    for t, action in enumerate(np.asarray(actions)):
+        step_key, reset_key = jax.random.split(keys[t + 1])
+        native_obs, state, native_reward, done, info = step_fn(step_key, state, action, native_params)
+        same_observation(final_obs[t], native_obs, f"step {t}")
+        np.testing.assert_allclose(reward[t], native_reward, rtol=1e-5)
+        # A random agent does not die in 7 steps: every Craftax `done` here is the time limit.
+        assert not terminated[t] and bool(truncated[t]) == bool(done), t
+        if done:
+            native_obs, state = native.reset_env(reset_key, native_params)
+            same_observation(obs[t], native_obs, f"step {t}: reset")
+    assert truncated.sum() == 4
+
+
+def test_unknown_suite_and_id_are_one_line_errors():
+    with pytest.raises(ValueError, match="unknown suite 'nosuch'.*accepted: brax, playground"):
+        envs.make("nosuch:Thing")
+    installed = envs.suites()
+    assert set(installed) <= set(SUITES)
+    if "navix" in installed:
+        with pytest.raises(ValueError, match="navix:Nope is not a NAVIX environment; accepted: .*Navix-Empty-5x5-v0"):
+            envs.make("navix:Nope")
+
+
+TRAINABLE = [("navix", "navix:Navix-Empty-5x5-v0", {}), ("xminigrid", "xminigrid:MiniGrid-Empty-5x5", {}),
+             ("jumanji", "jumanji:Snake-v1", {}), ("brax", "brax:inverted_pendulum", {"backend": "spring"}),
+             ("craftax", "craftax:Craftax-Classic-Symbolic-v1", {})]
+
+
+def train_two_iterations(algo, env, params, **size):
+    import jaxpg
+
+    trainer = jaxpg.make_trainer(algo, env, params, hidden_sizes=(16,), total_timesteps=2 * 64, **size)
+    _, metrics = trainer.train(jax.random.key(0))
+    assert np.isfinite(np.asarray(metrics["loss"])).all(), (algo, metrics["loss"])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("suite, env_id, options", [
+    pytest.param(suite, env_id, options, marks=needs(suite), id=env_id) for suite, env_id, options in TRAINABLE])
+def test_ppo_trains_on_every_suite_unchanged(suite, env_id, options):
+    """The trainers take a suite's environment as they take ours: two PPO iterations run, with
+    finite losses."""
+    train_two_iterations("ppo", *envs.make(env_id, **options), num_envs=4, num_steps=16)
+
+
+@pytest.mark.integration
+@needs("navix")
+def test_reinforce_and_grpo_train_on_a_suite_environment():
+    env, params = envs.make("navix:Navix-Empty-5x5-v0")
+    train_two_iterations("reinforce", env, params, num_envs=4, num_steps=16)
+    train_two_iterations("grpo", env, params, num_groups=2, group_size=2, max_steps=16)
