@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxpg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train seeds in one vmapped program")
-    train.add_argument("env", nargs="?", help=f"environment id: {', '.join(envs.ENV_IDS)} or any gymnax id")
+    train.add_argument("env", nargs="?", help=f"environment id: {', '.join(envs.ENV_IDS)}, any gymnax id, or "
+                       "SUITE:ID for another JAX suite (brax, playground, craftax, jumanji, xminigrid, navix)")
     train.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
     train.add_argument("--help-algo", metavar="ALGO", help="list ALGO's every option (default, range, doc) and exit")
     train.add_argument("--seeds", type=int, default=4, help="runs trained together (vmapped)")
