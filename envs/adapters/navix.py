@@ -3,23 +3,29 @@
 NAVIX marks each step's `step_type`: 0 transition, 1 truncation (its `max_steps`), 2
 termination. Its own `step` resets on the step after an end, spending that step's action; the
 adapter calls the transition alone (`Environment._step`, NAVIX's step without that reset) and
-auto-resets on the ending step itself, as gymnax does. The time limit is NAVIX's `max_steps`, a
-static field of its environment: pass `max_steps=` to `make` (`navix.make`'s default, 100).
+auto-resets on the ending step itself, as gymnax does.
+
+NAVIX's time limit (`max_steps`) is a static field of its environment, so the adapter counts it
+itself, by NAVIX's rule (an episode reaching `max_steps` steps without terminating is truncated),
+from `env_params.max_steps_in_episode`: a parameter a sweep can vary, and the horizon that
+evaluation and REINFORCE read. `make(name, max_steps=100)` sets its default (`navix.make`'s).
 Observations are NAVIX's (a uint8 grid for the default observation function).
 """
 
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from envs.adapters.base import SuiteEnv, SuiteParams, start
+from envs.adapters.base import SuiteEnv, TimeLimitParams, start
+
+NO_LIMIT = 2**31 - 1  # NAVIX's own limit, lifted: the adapter counts the steps
 
 
 class NavixEnv(SuiteEnv):
     suite_name = "navix"
     step_env_draws = False  # NAVIX's transitions draw nothing
 
-    def __init__(self, name: str, suite_env):
-        super().__init__(name, SuiteParams())
+    def __init__(self, name: str, suite_env, max_steps: int):
+        super().__init__(name, TimeLimitParams(max_steps_in_episode=max_steps))
         self.suite_env = suite_env
 
     def reset_env(self, key, params):
@@ -29,9 +35,10 @@ class NavixEnv(SuiteEnv):
     def step_env(self, key, state, action, params):
         del key
         timestep = self.suite_env._step(state.inner, action)
+        time = state.time + 1
         terminated = timestep.step_type == 2
-        truncated = timestep.step_type == 1
-        state = state.replace(inner=timestep, time=state.time + 1, truncated=truncated)
+        truncated = (time >= params.max_steps_in_episode) & ~terminated
+        state = state.replace(inner=timestep, time=time, truncated=truncated)
         return timestep.observation, state, jnp.asarray(timestep.reward, jnp.float32), terminated, {}
 
     def observation_space(self, params):
@@ -42,12 +49,15 @@ class NavixEnv(SuiteEnv):
         return spaces.Discrete(len(self.suite_env.action_set))
 
 
-def make(name: str, **options):
+def make(name: str, max_steps: int = 100, **options):
     import navix
     from navix.environments.registry import registry
 
     if name not in registry():
         raise ValueError(f"navix:{name} is not a NAVIX environment; accepted: "
                          f"{', '.join('navix:' + n for n in sorted(registry()))}")
-    env = NavixEnv(name, navix.make(name, **options))
+    if options.get("penality_coeff", 0.0):
+        raise ValueError("navix: penality_coeff scales a reward by t / max_steps, which the adapter lifts "
+                         "to count the time limit itself; accepted: penality_coeff=0")
+    env = NavixEnv(name, navix.make(name, max_steps=NO_LIMIT, **options), max_steps)
     return env, env.default_params
