@@ -56,9 +56,6 @@ class SuiteEnv(AutoResetEnv[SuiteState, Any]):
     def is_truncated(self, state: SuiteState, params) -> jax.Array:
         return state.truncated
 
-    def is_terminal(self, state: SuiteState, params) -> jax.Array:
-        return jnp.asarray(False)
-
 
 def start(inner) -> SuiteState:
     """The state of a fresh episode."""
