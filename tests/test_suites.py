@@ -6,8 +6,8 @@ used, and checks, step by step: observations (the adapter's `final_observation` 
 rewards, `terminated` and `truncated` (a time-limit cut must arrive as truncated), and the
 observation that starts the next episode. Episodes are kept short so that both kinds of end
 occur. A suite that is not installed skips with the extra that installs it; the `dev` extra
-installs them all. The grid suites run in the unit tier; brax, Playground and Craftax, whose
-programs take tens of seconds to compile, under -m integration.
+installs them all. They run under -m integration: each compiles a suite's step twice (adapter
+and native), 6-40 s a suite on 2 cores, which the unit tier's 3 minutes cannot hold.
 """
 
 import importlib.util
@@ -82,6 +82,7 @@ def random_actions(n: int, num_actions: int, seed: int = 0):
     return jax.random.randint(jax.random.key(seed), (n,), 0, num_actions)
 
 
+@pytest.mark.integration
 @needs("navix")
 def test_navix_matches_its_transitions_and_splits_its_step_types():
     import navix
@@ -90,10 +91,10 @@ def test_navix_matches_its_transitions_and_splits_its_step_types():
     env, params = envs.make("navix:Navix-Empty-5x5-v0", max_steps=12)
     # Forward, forward, turn, forward, forward reaches the goal; twelve turns run out the time.
     actions = jnp.array(([2, 2, 1, 2, 2] + [0] * 12) * 4)
-    step_fn = jax.jit(native._step)
+    step_fn, reset_fn = jax.jit(native._step), jax.jit(native.reset)
 
     def reset(key):
-        timestep = native.reset(key)
+        timestep = reset_fn(key)
         return timestep, timestep.observation
 
     def step(timestep, action):
@@ -105,6 +106,7 @@ def test_navix_matches_its_transitions_and_splits_its_step_types():
     assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
 
 
+@pytest.mark.integration
 @needs("xminigrid")
 def test_xminigrid_matches_its_steps_and_reads_the_goal_from_the_discount():
     import xminigrid
@@ -115,10 +117,10 @@ def test_xminigrid_matches_its_steps_and_reads_the_goal_from_the_discount():
     params = params.replace(max_steps_in_episode=10)
     # The first episode walks to the goal; the others turn or bump until the limit.
     actions = jnp.array(([0, 0, 1, 0, 0] + [1] * 10 + [0, 0, 2, 0, 0] + [0] * 3 + [1] * 7) * 3)
-    step_fn = jax.jit(native.step)
+    step_fn, reset_fn = jax.jit(native.step), jax.jit(native.reset)
 
     def reset(key):
-        timestep = native.reset(native_params, key)
+        timestep = reset_fn(native_params, key)
         return timestep, timestep.observation
 
     def step(timestep, action):
@@ -131,20 +133,21 @@ def test_xminigrid_matches_its_steps_and_reads_the_goal_from_the_discount():
     assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
 
 
+@pytest.mark.integration
 @needs("jumanji")
 def test_jumanji_snake_splits_its_time_limit_from_a_death():
     import jumanji
 
     native = jumanji.make("Snake-v1", time_limit=15)
     env, params = envs.make("jumanji:Snake-v1", time_limit=15)
-    actions = jnp.tile(jnp.array([0, 1, 2, 3]), 100)  # circles: a snake of length 1 survives
-    actions = jnp.where(jnp.arange(400) % 97 > 80, 0, actions)  # and sometimes runs into a wall
-    step_fn = jax.jit(native.step)
+    actions = jnp.tile(jnp.array([0, 1, 2, 3]), 40)  # circles: a snake of length 1 survives
+    actions = jnp.where(jnp.arange(160) % 97 > 80, 0, actions)  # and sometimes runs into a wall
+    step_fn, reset_fn = jax.jit(native.step), jax.jit(native.reset)
     flat = lambda observation: np.concatenate(
         [np.ravel(np.asarray(x, np.float32)) for x in jax.tree.leaves(observation)])
 
     def reset(key):
-        state, timestep = native.reset(key)
+        state, timestep = reset_fn(key)
         return state, flat(timestep.observation)
 
     def step(state, action):
