@@ -40,9 +40,12 @@ class SuiteEnv(AutoResetEnv[SuiteState, Any]):
     truncated_excludes_terminated = True
     suite_name = "suite"
 
-    def __init__(self, name: str, params):
+    def __init__(self, name: str, suite_env, params):
+        """`name`: the suite's id; `suite_env`: the suite's own environment; `params`: the
+        adapter's default `env_params`."""
         super().__init__()
         self.suite_id = name
+        self.suite_env = suite_env
         self._default_params = params
 
     @property

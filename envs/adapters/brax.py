@@ -23,10 +23,6 @@ class BraxStateEnv(SuiteEnv):
     # brax's step draws nothing; the whole step key goes to the auto-reset.
     step_env_draws = False
 
-    def __init__(self, name: str, suite_env, max_steps_in_episode: int):
-        super().__init__(name, TimeLimitParams(max_steps_in_episode=max_steps_in_episode))
-        self.suite_env = suite_env
-
     def reset_env(self, key, params):
         inner = self.suite_env.reset(key)
         return inner.obs, start(inner)
@@ -54,5 +50,5 @@ def make(name: str, max_steps_in_episode: int = 1000, **options):
         raise ValueError(f"brax:{name} is not a brax environment; accepted: "
                          f"{', '.join('brax:' + n for n in sorted(brax_envs._envs))}")
     suite_env = brax_envs.get_environment(name, **options)
-    env = BraxStateEnv(name, suite_env, max_steps_in_episode)
+    env = BraxStateEnv(name, suite_env, TimeLimitParams(max_steps_in_episode=max_steps_in_episode))
     return env, env.default_params

@@ -22,12 +22,6 @@ NO_LIMIT = jnp.iinfo(jnp.int32).max
 class CraftaxEnv(SuiteEnv):
     suite_name = "craftax"
 
-    def __init__(self, name: str, suite_env):
-        suite_params = suite_env.default_params
-        limit = int(suite_params.max_timesteps)
-        super().__init__(name, TimeLimitParams(max_steps_in_episode=limit, suite=suite_params))
-        self.suite_env = suite_env
-
     def reset_env(self, key, params):
         obs, suite_state = self.suite_env.reset_env(key, params.suite)
         return obs, start(suite_state)
@@ -57,5 +51,8 @@ def make(name: str):
     if name not in IDS:
         raise ValueError(f"craftax:{name} is not a Craftax environment; accepted: "
                          f"{', '.join('craftax:' + n for n in IDS)}")
-    env = CraftaxEnv(name, make_craftax_env_from_name(name, auto_reset=False))
+    suite_env = make_craftax_env_from_name(name, auto_reset=False)
+    suite_params = suite_env.default_params
+    params = TimeLimitParams(max_steps_in_episode=int(suite_params.max_timesteps), suite=suite_params)
+    env = CraftaxEnv(name, suite_env, params)
     return env, env.default_params

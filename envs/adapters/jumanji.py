@@ -22,10 +22,9 @@ class JumanjiEnv(SuiteEnv):
     suite_name = "jumanji"
     step_env_draws = False  # Jumanji keeps its own key in its state
 
-    def __init__(self, name: str, suite_env):
-        super().__init__(name, SuiteParams())
-        self.suite_env = suite_env
-        self.time_limit = getattr(suite_env, "time_limit", None)
+    @property
+    def time_limit(self):
+        return getattr(self.suite_env, "time_limit", None)
 
     def reset_env(self, key, params):
         suite_state, timestep = self.suite_env.reset(key)
@@ -61,5 +60,5 @@ def make(name: str, **options):
     if name not in jumanji.registered_environments():
         raise ValueError(f"jumanji:{name} is not a Jumanji environment; accepted: "
                          f"{', '.join('jumanji:' + n for n in jumanji.registered_environments())}")
-    env = JumanjiEnv(name, jumanji.make(name, **options))
+    env = JumanjiEnv(name, jumanji.make(name, **options), SuiteParams())
     return env, env.default_params

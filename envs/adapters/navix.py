@@ -24,10 +24,6 @@ class NavixEnv(SuiteEnv):
     suite_name = "navix"
     step_env_draws = False  # NAVIX's transitions draw nothing
 
-    def __init__(self, name: str, suite_env, max_steps: int):
-        super().__init__(name, TimeLimitParams(max_steps_in_episode=max_steps))
-        self.suite_env = suite_env
-
     def reset_env(self, key, params):
         timestep = self.suite_env.reset(key)
         return timestep.observation, start(timestep)
@@ -59,5 +55,6 @@ def make(name: str, max_steps: int = 100, **options):
     if options.get("penality_coeff", 0.0):
         raise ValueError("navix: penality_coeff scales a reward by t / max_steps, which the adapter lifts "
                          "to count the time limit itself; accepted: penality_coeff=0")
-    env = NavixEnv(name, navix.make(name, max_steps=NO_LIMIT, **options), max_steps)
+    env = NavixEnv(name, navix.make(name, max_steps=NO_LIMIT, **options),
+                   TimeLimitParams(max_steps_in_episode=max_steps))
     return env, env.default_params

@@ -9,6 +9,7 @@ environment's `episode_length` (1000 for the dm_control suite). The simulation d
 Locomotion and manipulation tasks fetch MuJoCo Menagerie from the network when first loaded.
 """
 
+from envs.adapters.base import TimeLimitParams
 from envs.adapters.brax import BraxStateEnv
 
 
@@ -25,5 +26,5 @@ def make(name: str, max_steps_in_episode: int | None = None, config_overrides: d
     overrides = {"impl": "jax", **(config_overrides or {})}
     suite_env = registry.load(name, config_overrides=overrides)
     limit = max_steps_in_episode or int(registry.get_default_config(name).episode_length)
-    env = PlaygroundEnv(name, suite_env, limit)
+    env = PlaygroundEnv(name, suite_env, TimeLimitParams(max_steps_in_episode=limit))
     return env, env.default_params

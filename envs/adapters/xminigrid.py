@@ -20,10 +20,6 @@ class XMiniGridEnv(SuiteEnv):
     suite_name = "xminigrid"
     step_env_draws = False  # the suite's step draws nothing
 
-    def __init__(self, name: str, suite_env, suite_params):
-        super().__init__(name, TimeLimitParams(max_steps_in_episode=int(suite_params.max_steps), suite=suite_params))
-        self.suite_env = suite_env
-
     def _suite_params(self, params):
         return params.suite.replace(max_steps=params.max_steps_in_episode)
 
@@ -55,5 +51,6 @@ def make(name: str, **options):
         raise ValueError(f"xminigrid:{name} is not an XLand-MiniGrid environment; accepted: "
                          f"{', '.join('xminigrid:' + n for n in xminigrid.registered_environments())}")
     suite_env, suite_params = xminigrid.make(name, **options)
-    env = XMiniGridEnv(name, suite_env, suite_params)
+    params = TimeLimitParams(max_steps_in_episode=int(suite_params.max_steps), suite=suite_params)
+    env = XMiniGridEnv(name, suite_env, params)
     return env, env.default_params
