@@ -25,3 +25,5 @@ def test_preset_meets_its_criterion_on_every_seed(name, algo, seeds):
     preset = presets.get(name, algo)
     result = check_preset(preset, seeds=seeds, eval_episodes=32)
     assert result["passed"], (name, algo, result["values"], preset.threshold)
+    if (name, algo) == ("CartPole-v1", "ppo"):
+        assert preset.options == {}  # so this is also the test that PPO's defaults learn CartPole
