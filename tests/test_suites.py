@@ -39,17 +39,26 @@ def adapter_rollout(env, params, actions, key):
 
     first_obs, state = env.reset(keys[0], params)
     _, out = jax.jit(lambda s: jax.lax.scan(step, s, (keys[1:], actions)))(state)
-    return (first_obs, *[np.asarray(x) for x in out], keys)
+    return (first_obs, *[jax.tree.map(np.asarray, x) for x in out], keys)
 
 
 def same_observation(actual, desired, message=""):
-    """Integer observations to the bit; float ones to float rounding (the adapter's steps run in
-    one scan, the native ones one jitted call at a time, and XLA may fuse them differently)."""
-    actual, desired = np.asarray(actual), np.asarray(desired)
-    if np.issubdtype(desired.dtype, np.integer):
-        np.testing.assert_array_equal(actual, desired, err_msg=message)
-    else:
-        np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6, err_msg=message)
+    """Equal observation pytrees (the same structure): integer and boolean leaves to the bit,
+    float ones to float rounding (the adapter's steps run in one scan, the native ones one
+    jitted call at a time, and XLA may fuse them differently)."""
+    assert jax.tree.structure(actual) == jax.tree.structure(desired), message
+    for a, d in zip(jax.tree.leaves(actual), jax.tree.leaves(desired)):
+        a, d = np.asarray(a), np.asarray(d)
+        if np.issubdtype(d.dtype, np.floating):
+            np.testing.assert_allclose(a, d, rtol=1e-5, atol=1e-6, err_msg=message)
+        else:
+            np.testing.assert_array_equal(a, d, err_msg=message)
+            assert a.dtype == d.dtype, (message, a.dtype, d.dtype)
+
+
+def at(tree, t):
+    """Step `t` of a pytree of arrays stacked over time."""
+    return jax.tree.map(lambda x: x[t], tree)
 
 
 def check_against_native(adapter, native_reset, native_step, actions):
@@ -64,7 +73,7 @@ def check_against_native(adapter, native_reset, native_step, actions):
     ends = {"terminated": 0, "truncated": 0}
     for t, action in enumerate(np.asarray(actions)):
         state, native_obs, native_reward, native_terminated, native_truncated = native_step(state, action)
-        same_observation(final_obs[t], native_obs, f"step {t}")
+        same_observation(at(final_obs, t), native_obs, f"step {t}")
         np.testing.assert_allclose(reward[t], native_reward, rtol=1e-5, err_msg=f"step {t}")
         assert bool(terminated[t]) == bool(native_terminated), f"step {t}: terminated"
         assert bool(truncated[t]) == bool(native_truncated), f"step {t}: truncated"
@@ -72,9 +81,9 @@ def check_against_native(adapter, native_reset, native_step, actions):
             ends["terminated" if native_terminated else "truncated"] += 1
             # The adapter's auto-reset got the whole step key (these suites' steps draw nothing).
             state, native_obs = native_reset(keys[t + 1])
-            same_observation(obs[t], native_obs, f"step {t}: reset")
+            same_observation(at(obs, t), native_obs, f"step {t}: reset")
         else:
-            same_observation(obs[t], native_obs, f"step {t}")
+            same_observation(at(obs, t), native_obs, f"step {t}")
     return ends
 
 
@@ -143,18 +152,17 @@ def test_jumanji_snake_splits_its_time_limit_from_a_death():
     actions = jnp.tile(jnp.array([0, 1, 2, 3]), 40)  # circles: a snake of length 1 survives
     actions = jnp.where(jnp.arange(160) % 97 > 80, 0, actions)  # and sometimes runs into a wall
     step_fn, reset_fn = jax.jit(native.step), jax.jit(native.reset)
-    flat = lambda observation: np.concatenate(
-        [np.ravel(np.asarray(x, np.float32)) for x in jax.tree.leaves(observation)])
+    fields = lambda observation: dict(observation._asdict())  # grid, step_count, action_mask
 
     def reset(key):
         state, timestep = reset_fn(key)
-        return state, flat(timestep.observation)
+        return state, fields(timestep.observation)
 
     def step(state, action):
         state, timestep = step_fn(state, action)
         last = timestep.step_type == 2
         cut = last & (state.step_count >= 15)
-        return state, flat(timestep.observation), timestep.reward, last & ~cut, cut
+        return state, fields(timestep.observation), timestep.reward, last & ~cut, cut
 
     ends = check_against_native(adapter_rollout(env, params, actions, jax.random.key(3)), reset, step, actions)
     assert ends["terminated"] > 0 and ends["truncated"] > 0, ends

@@ -5,17 +5,23 @@ reports a death: `step_type` LAST with discount 0 (Snake at its `time_limit`). T
 an end truncated when the state's `step_count` has reached the environment's `time_limit` and
 terminated otherwise, so an episode that ends by itself on its last allowed step counts as
 truncated. The time limit is the environment's (`time_limit=` to `make` where the environment
-takes one). Observations are Jumanji's pytrees flattened to one float32 vector (the action
-mask among them).
+takes one). Observations are Jumanji's own, its NamedTuples as dicts of their fields with
+their dtypes (Snake: `grid`, `step_count`, `action_mask`), so a categorical policy reads the
+`action_mask` and never picks an illegal action (`jaxpg.core.observations`).
 """
 
 import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from envs.adapters.base import SuiteEnv, SuiteParams, flat_float, start
+from envs.adapters.base import SuiteEnv, SuiteParams, start
 
 LAST = 2  # dm_env's StepType.LAST
+
+
+def as_dict(observation):
+    """A Jumanji observation NamedTuple as a dict of its fields (any other pytree unchanged)."""
+    return dict(observation._asdict()) if hasattr(observation, "_asdict") else observation
 
 
 class JumanjiEnv(SuiteEnv):
@@ -28,7 +34,7 @@ class JumanjiEnv(SuiteEnv):
 
     def reset_env(self, key, params):
         suite_state, timestep = self.suite_env.reset(key)
-        return flat_float(timestep.observation), start(suite_state)
+        return as_dict(timestep.observation), start(suite_state)
 
     def step_env(self, key, state, action, params):
         del key
@@ -40,12 +46,15 @@ class JumanjiEnv(SuiteEnv):
             truncated = ended & (suite_state.step_count >= self.time_limit)
         terminated = ended & ~truncated
         state = state.replace(inner=suite_state, time=state.time + 1, truncated=truncated)
-        return (flat_float(timestep.observation), state, jnp.asarray(timestep.reward, jnp.float32),
+        return (as_dict(timestep.observation), state, jnp.asarray(timestep.reward, jnp.float32),
                 terminated, {})
 
     def observation_space(self, params):
-        obs, _ = self.reset_env(jax.random.key(0), params)
-        return spaces.Box(-jnp.inf, jnp.inf, obs.shape, jnp.float32)
+        obs = jax.eval_shape(self.reset_env, jax.random.key(0), params)[0]
+        box = lambda leaf: spaces.Box(-jnp.inf, jnp.inf, leaf.shape, leaf.dtype)
+        if isinstance(obs, dict):
+            return spaces.Dict({name: box(leaf) for name, leaf in obs.items()})
+        return box(obs)
 
     def action_space(self, params):
         spec = self.suite_env.action_spec

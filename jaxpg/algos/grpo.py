@@ -25,7 +25,6 @@ from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_limit
 from jaxpg.core import losses
 from jaxpg.core.advantages import ADVANTAGES, group_advantages, leave_one_out_advantages, returns_to_go
-from jaxpg.core.normalize import RunningStats
 
 SCALE_REWARDS = ("group", "batch", "none")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
@@ -127,7 +126,7 @@ class GRPOExtra:
     never updated)."""
 
     reference: Any
-    reference_obs_stats: RunningStats
+    reference_obs_stats: Any  # RunningStats (one per leaf of a pytree observation)
 
 
 class GRPO(Trainer):
@@ -148,7 +147,7 @@ class GRPO(Trainer):
         return config.replace(max_steps=limit, num_steps=None)
 
     def _init_extra(self, key, params, hparams):
-        return GRPOExtra(reference=params["policy"], reference_obs_stats=RunningStats.create(self.obs_shape))
+        return GRPOExtra(reference=params["policy"], reference_obs_stats=self.initial_obs_stats())
 
     def loss(self, params, obs_stats, batch, advantages, mask, extra, hparams, normalizer=None):
         """GRPO loss on `(T, B)` arrays; returns `(loss, aux metrics)`.
@@ -235,5 +234,5 @@ class GRPO(Trainer):
         }
         obs_stats = state.obs_stats
         if config.normalize_observations:
-            obs_stats = obs_stats.update(batch.obs)
+            obs_stats = self.update_obs_stats(obs_stats, batch.obs)
         return state.replace(params=params, opt_state=opt_state, obs_stats=obs_stats, key=key), metrics

@@ -14,7 +14,7 @@ from flax import struct
 
 from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_statistics
-from jaxpg.core import losses
+from jaxpg.core import losses, observations
 from jaxpg.core.advantages import gae
 from jaxpg.core.normalize import RunningStats
 
@@ -149,7 +149,7 @@ class PPO(Trainer):
         # The critic is not needed to act, so V(s_t) and V(final observation) are computed
         # here, for the whole rollout in one batched call, rather than step by step.
         values, next_values = self.value(
-            state.params, state.obs_stats, jnp.stack([batch.obs, batch.final_obs])
+            state.params, state.obs_stats, observations.stack(batch.obs, batch.final_obs)
         )
         advantages, targets = gae(
             rewards, values, next_values, batch.terminated, batch.truncated,
@@ -199,7 +199,7 @@ class PPO(Trainer):
         }
         obs_stats = state.obs_stats
         if config.normalize_observations:
-            obs_stats = obs_stats.update(batch.obs)
+            obs_stats = self.update_obs_stats(obs_stats, batch.obs)
         extra = extra.replace(
             running_return=running_return, running_length=running_length,
             last_return=last_return, last_length=last_length,

@@ -36,7 +36,6 @@ from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_limit
 from jaxpg.core import losses
 from jaxpg.core.advantages import returns_to_go
-from jaxpg.core.normalize import RunningStats
 
 BASELINES = ("none", "mean", "value", "moving_average")
 
@@ -98,7 +97,7 @@ class ReinforceExtra:
     baseline_total: jax.Array
     baseline_weight: jax.Array
     reference: Any
-    reference_obs_stats: RunningStats
+    reference_obs_stats: Any  # RunningStats (one per leaf of a pytree observation)
 
 
 class Reinforce(Trainer):
@@ -121,7 +120,7 @@ class Reinforce(Trainer):
 
     def _init_extra(self, key, params, hparams):
         return ReinforceExtra(
-            jnp.float32(0.0), jnp.float32(0.0), params["policy"], RunningStats.create(self.obs_shape)
+            jnp.float32(0.0), jnp.float32(0.0), params["policy"], self.initial_obs_stats()
         )
 
     def _moving_average(self, extra, returns, mask, hparams):
@@ -229,7 +228,7 @@ class Reinforce(Trainer):
             metrics["grad_variance"] = self._grad_variance(state, batch, returns, mask)
         obs_stats = state.obs_stats
         if config.normalize_observations:
-            obs_stats = obs_stats.update(batch.obs)
+            obs_stats = self.update_obs_stats(obs_stats, batch.obs)
         state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,
             obs=obs, key=key, extra=extra,

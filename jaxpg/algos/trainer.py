@@ -17,9 +17,10 @@ from flax import struct
 
 from envs.wrappers import TimeLimit
 from jaxpg.algos.config import Config
+from jaxpg.core import observations
 from jaxpg.core.distributions import make_action_head
 from jaxpg.core.networks import PolicyNetwork, ValueNetwork
-from jaxpg.core.normalize import RunningStats
+from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
 from jaxpg.core.rollout import rollout
 from jaxpg.core.transformer import from_env
 
@@ -31,7 +32,8 @@ class TrainState:
     Attributes:
       params: `{"policy": ..., "value": ...}` network parameters.
       opt_state: optax state for `params` (on their flattened vector).
-      obs_stats: running observation statistics (used when `normalize_observations`).
+      obs_stats: running observation statistics (used when `normalize_observations`): a
+        `RunningStats`, or one per leaf of a pytree observation.
       env_state, obs: the environments' states and observations, batched over `num_envs`;
         algorithms that reset every iteration keep the last ones here.
       key: the run's PRNG key.
@@ -43,7 +45,7 @@ class TrainState:
 
     params: Any
     opt_state: Any
-    obs_stats: RunningStats
+    obs_stats: Any
     env_state: Any
     obs: Any
     key: jax.Array
@@ -104,11 +106,13 @@ class Trainer:
             a KL term they are also the frozen reference. They must fit the policy network.
           policy_network: optional flax module replacing the one `policy` picks. Called as
             `module.apply(params, obs) -> (outputs, log_std)` with `obs` of shape
-            `(..., *obs_shape)` (any leading batch axes, the env's dtype) and
+            `(..., *obs_shape)` (any leading batch axes, the env's dtype; a pytree observation
+            comes as that pytree, each leaf with the same leading axes) and
             `outputs (..., num_outputs)`: logits for a categorical head (num_outputs = the
             number of actions), means for a Gaussian one; `log_std` a zero `()` scalar unless the
             head learns it (`distribution="gaussian"`: a `(num_outputs,)` parameter). It is
-            initialised as `module.init(key, obs)` on a `(num_envs, *obs_shape)` batch.
+            initialised as `module.init(key, obs)` on a `(num_envs, *obs_shape)` batch. An
+            observation's `action_mask` leaf masks its logits after it (`jaxpg.core.observations`).
           value_network: optional flax module replacing the value network, called as
             `module.apply(params, obs (..., *obs_shape)) -> values (...)`.
         """
@@ -126,9 +130,12 @@ class Trainer:
         self.config = config
         self.hparams = {k: jnp.asarray(v, jnp.float32) for k, v in config.hparam_values().items()}
         obs_spec = jax.eval_shape(env.reset, jax.random.key(0), env_params)[0]
-        obs_shape = obs_spec.shape
-        self.obs_shape = tuple(obs_shape)
-        self.policy_net, self.value_net = self._default_networks(config, env, env_params, obs_spec.dtype)
+        # One observation's pytree of shapes and dtypes; `obs_shape` is its shape where it is one
+        # array (None for a pytree observation).
+        self.obs_spec = obs_spec
+        self.obs_shape = tuple(obs_spec.shape) if isinstance(obs_spec, jax.ShapeDtypeStruct) else None
+        self._check_action_mask(obs_spec)
+        self.policy_net, self.value_net = self._default_networks(config, env, env_params, obs_spec)
         if policy_network is not None:
             self.policy_net = policy_network
         if value_network is not None:
@@ -136,7 +143,7 @@ class Trainer:
         if policy_network is not None or value_network is not None:
             self._check_networks(obs_spec, policy_network is not None, value_network is not None)
         if policy_params is not None:
-            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), jnp.zeros(self.obs_shape))
+            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), obs_spec)
             shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
             same_tree = jax.tree.structure(policy_params) == jax.tree.structure(expected)
             if not same_tree or shapes(policy_params) != shapes(expected):
@@ -150,10 +157,23 @@ class Trainer:
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
         self._train_jit = jax.jit(self._train)
 
-    def _default_networks(self, config, env, env_params, obs_dtype):
+    def _check_action_mask(self, obs_spec):
+        """An `action_mask` leaf must be a categorical head's: one entry per action."""
+        mask = observations.action_mask(obs_spec)
+        if mask is None:
+            return
+        if self.head.kind != "categorical" or tuple(mask.shape) != (self.head.action_dim,):
+            raise ValueError(
+                f"the observation's {observations.MASK_FIELD} has shape {tuple(mask.shape)}; accepted: one entry "
+                f"per action of a Discrete action space ({self.head.action_dim},), this environment's being "
+                f"{self.head.kind} with {self.head.action_dim} dimension(s)"
+            )
+
+    def _default_networks(self, config, env, env_params, obs_spec):
         """`(policy_net, value_net)` that `config.policy` names."""
         if config.policy == "transformer":
-            tokens = len(self.obs_shape) == 1 and jnp.issubdtype(obs_dtype, jnp.integer)
+            tokens = (self.obs_shape is not None and len(self.obs_shape) == 1
+                      and jnp.issubdtype(obs_spec.dtype, jnp.integer))
             if self.head.kind != "categorical" or not tokens:
                 raise ValueError(
                     "policy='transformer' reads a token buffer (1-D integer observations, as "
@@ -176,14 +196,15 @@ class Trainer:
             policy=config.policy,
             learns_log_std=self.head.learns_log_std,
             init_log_std=math.log(config.init_std),
-            obs_ndim=len(self.obs_shape),
+            obs_ndims=observations.feature_ndims(obs_spec),
         )
-        return policy_net, ValueNetwork(config.hidden_sizes, config.activation, len(self.obs_shape))
+        value_net = ValueNetwork(config.hidden_sizes, config.activation, observations.feature_ndims(obs_spec))
+        return policy_net, value_net
 
     def _check_networks(self, obs_spec, check_policy: bool, check_value: bool):
         """Raises `ValueError` when a user's network does not answer with the documented shapes
         (traced with `jax.eval_shape`, so nothing runs)."""
-        obs = jax.ShapeDtypeStruct((2,) + tuple(obs_spec.shape), obs_spec.dtype)
+        obs = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct((2,) + tuple(leaf.shape), leaf.dtype), obs_spec)
         key = jax.random.key(0)
         shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
         if check_policy:
@@ -247,14 +268,28 @@ class Trainer:
         self.config.check_hparams(hparams)
         return {**self.hparams, **{k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}}
 
+    def initial_obs_stats(self):
+        """Observation statistics before any update: those a fresh `TrainState` starts with."""
+        return observation_stats(self.obs_spec)
+
+    def update_obs_stats(self, obs_stats, batch_obs):
+        """`obs_stats` merged with a batch of observations (any leading axes)."""
+        return update_observation_stats(obs_stats, batch_obs)
+
     def policy_outputs(self, params, obs_stats, obs):
-        if self.config.normalize_observations:
-            obs = obs_stats.normalize(obs)
-        return self.policy_net.apply(params["policy"], obs)
+        """`(outputs, log_std)` of the policy network on `obs`; a categorical head's logits are
+        masked by the observation's `action_mask`, where it has one, so every sample, log-prob,
+        entropy and KL term sees only the legal actions."""
+        features = normalize_observation(obs_stats, obs) if self.config.normalize_observations else obs
+        outputs, log_std = self.policy_net.apply(params["policy"], features)
+        mask = observations.action_mask(obs)
+        if mask is not None and self.head.kind == "categorical":
+            outputs = observations.mask_logits(outputs, mask)
+        return outputs, log_std
 
     def value(self, params, obs_stats, obs):
         if self.config.normalize_observations:
-            obs = obs_stats.normalize(obs)
+            obs = normalize_observation(obs_stats, obs)
         return self.value_net.apply(params["value"], obs)
 
     def rollout_policy(self, params, obs_stats):
@@ -294,7 +329,7 @@ class Trainer:
         return TrainState(
             params=params,
             opt_state=self.init_opt_state(params, hparams),
-            obs_stats=RunningStats.create(self.obs_shape),
+            obs_stats=self.initial_obs_stats(),
             env_state=env_state,
             obs=obs,
             key=key,

@@ -1,7 +1,8 @@
 """Policy and value networks (flax linen). Parameters are plain pytrees.
 
-Both networks flatten the trailing `obs_ndim` observation axes, so any leading batch axes pass
-through: `(obs_shape) -> ()`, `(N, obs_shape) -> (N,)`, `(T, N, obs_shape) -> (T, N)`.
+Both networks read an observation pytree as one feature vector (`jaxpg.core.observations`:
+each leaf's trailing `obs_ndims` axes flattened, the leaves concatenated), so any leading batch
+axes pass through: `(obs_shape) -> ()`, `(N, obs_shape) -> (N,)`, `(T, N, obs_shape) -> (T, N)`.
 """
 
 from collections.abc import Sequence
@@ -10,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxpg.core.observations import flatten
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
 POLICIES = ("mlp", "linear", "transformer")
@@ -48,10 +51,6 @@ def orthogonal(scale: float = 1.0):
     return init
 
 
-def _flatten(obs, obs_ndim):
-    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
-
-
 class MLP(nn.Module):
     """Hidden layers with orthogonal init (gain sqrt 2) and zero biases."""
 
@@ -82,11 +81,11 @@ class PolicyNetwork(nn.Module):
     policy: str = "mlp"
     learns_log_std: bool = False
     init_log_std: float = 0.0
-    obs_ndim: int = 1
+    obs_ndims: tuple[int, ...] = (1,)
 
     @nn.compact
     def __call__(self, obs):
-        x = _flatten(obs, self.obs_ndim)
+        x = flatten(obs, self.obs_ndims)
         if self.policy == "linear":
             outputs = nn.Dense(
                 self.num_outputs, use_bias=False, kernel_init=nn.initializers.zeros, name="gain"
@@ -108,9 +107,9 @@ class ValueNetwork(nn.Module):
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    obs_ndim: int = 1
+    obs_ndims: tuple[int, ...] = (1,)
 
     @nn.compact
     def __call__(self, obs):
-        x = MLP(self.hidden_sizes, self.activation)(_flatten(obs, self.obs_ndim))
+        x = MLP(self.hidden_sizes, self.activation)(flatten(obs, self.obs_ndims))
         return nn.Dense(1, kernel_init=orthogonal(1.0))(x)[..., 0]

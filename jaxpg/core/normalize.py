@@ -1,9 +1,10 @@
 """Running mean and variance (Chan et al.'s parallel Welford merge), kept in the train state.
 
 The statistics are ordinary arrays inside `TrainState`, so they vmap over seeds, shard and
-checkpoint with everything else.
+checkpoint with everything else. A pytree observation keeps one `RunningStats` per leaf.
 """
 
+import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -33,3 +34,23 @@ class RunningStats:
 
     def normalize(self, x, clip=10.0):
         return jnp.clip((x - self.mean) / jnp.sqrt(self.var + 1e-8), -clip, clip)
+
+
+def _is_stats(x) -> bool:
+    return isinstance(x, RunningStats)
+
+
+def observation_stats(obs_spec):
+    """Fresh statistics for an observation pytree: one `RunningStats` per leaf, in the same tree
+    (a single `RunningStats` for an array observation)."""
+    return jax.tree.map(lambda leaf: RunningStats.create(tuple(leaf.shape)), obs_spec)
+
+
+def normalize_observation(stats, obs):
+    """Each leaf of `obs` (any leading batch axes) normalised by its own statistics."""
+    return jax.tree.map(lambda s, x: s.normalize(x), stats, obs, is_leaf=_is_stats)
+
+
+def update_observation_stats(stats, batch):
+    """Each leaf's statistics merged with that leaf of `batch` (leading axes are samples)."""
+    return jax.tree.map(lambda s, x: s.update(x), stats, batch, is_leaf=_is_stats)

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxpg.algos.trainer import TrainState
-from jaxpg.core.normalize import RunningStats
 
 
 def policy_rewards(trainer, policy, key, num_episodes: int = 1024, reference_params=None,
@@ -35,7 +34,7 @@ def policy_rewards(trainer, policy, key, num_episodes: int = 1024, reference_par
         spend seconds constant-folding.
       obs_stats: the `RunningStats` that bare policy parameters are evaluated with; needed when
         the trainer normalises observations (`state.obs_stats` of the run they come from;
-        `RunningStats.create(trainer.obs_shape)` for a policy before any update, such as an SFT
+        `trainer.initial_obs_stats()` for a policy before any update, such as an SFT
         one). Not given with a `TrainState`, which carries its own.
 
     Returns:
@@ -53,9 +52,9 @@ def policy_rewards(trainer, policy, key, num_episodes: int = 1024, reference_par
             raise ValueError(
                 "policy_rewards: this trainer normalises observations, so bare policy parameters need "
                 "the statistics they are used with: pass the TrainState, or obs_stats (state.obs_stats; "
-                "RunningStats.create(trainer.obs_shape) for a policy before any update, e.g. SFT)"
+                "trainer.initial_obs_stats() for a policy before any update, e.g. SFT)"
             )
-    reference_stats = RunningStats.create(trainer.obs_shape)
+    reference_stats = trainer.initial_obs_stats()
     env, head = trainer.env, trainer.head
     env_params = trainer.env_params if env_params is None else env_params
     if max_steps is None:
