@@ -64,7 +64,3 @@ def start(inner) -> SuiteState:
     """The state of a fresh episode."""
     return SuiteState(time=jnp.zeros((), jnp.int32), inner=inner, truncated=jnp.asarray(False))
 
-
-def flat_float(tree) -> jax.Array:
-    """Every leaf of an observation pytree, raveled, cast to float32 and concatenated."""
-    return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)])

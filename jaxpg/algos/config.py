@@ -223,12 +223,17 @@ class Config(Declared):
     activation: str = setting("tanh", "hidden activation", "choice", choices=tuple(ACTIVATIONS))
     policy: str = setting(
         "mlp", "policy network: mlp; linear (a = K obs, no bias, K from 0; continuous actions); or "
-        "transformer (jaxpg.core.transformer's causal transformer over a token env's buffer, value too)",
+        "transformer (jaxpg.core.transformer's causal transformer over a token env's buffer, value too); or "
+        "cnn (convolutions over the observation's image-like leaves, height x width x channels, then the MLP; "
+        "value too)",
         "choice", choices=POLICIES,
     )
     transformer_dim: int = setting(64, "policy='transformer': embedding width (a multiple of transformer_heads)")
     transformer_layers: int = setting(2, "policy='transformer': attention blocks")
     transformer_heads: int = setting(4, "policy='transformer': attention heads per block")
+    cnn_channels: tuple = setting((32, 32), "policy='cnn': output channels of each convolution", "sizes")
+    cnn_kernel: int = setting(3, "policy='cnn': square kernel size of every convolution")
+    cnn_stride: int = setting(1, "policy='cnn': stride of every convolution (2 halves each image side)")
     distribution: str | None = setting(
         None, "action distribution; None picks categorical for Discrete, gaussian for Box",
         "choice", choices=DISTRIBUTIONS, optional=True,

@@ -19,7 +19,7 @@ from envs.wrappers import TimeLimit
 from jaxpg.algos.config import Config
 from jaxpg.core import observations
 from jaxpg.core.distributions import make_action_head
-from jaxpg.core.networks import PolicyNetwork, ValueNetwork
+from jaxpg.core.networks import PolicyNetwork, ValueNetwork, image_leaves
 from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
 from jaxpg.core.rollout import rollout
 from jaxpg.core.transformer import from_env
@@ -189,6 +189,17 @@ class Trainer:
                 env, env_params, embed_dim=config.transformer_dim, num_layers=config.transformer_layers,
                 num_heads=config.transformer_heads,
             )
+        obs_ndims = observations.feature_ndims(obs_spec)
+        conv = {}
+        if config.policy == "cnn":
+            if not image_leaves(obs_ndims):
+                shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(obs_spec)]
+                raise ValueError(
+                    f"policy='cnn' convolves image-like observation leaves (height, width, channels); this "
+                    f"environment's observation has leaves shaped {shapes}; accepted for it: policy='mlp'"
+                )
+            conv = {"conv_channels": config.cnn_channels, "conv_kernel": config.cnn_kernel,
+                    "conv_stride": config.cnn_stride}
         policy_net = PolicyNetwork(
             num_outputs=self.head.num_outputs,
             hidden_sizes=config.hidden_sizes,
@@ -196,9 +207,10 @@ class Trainer:
             policy=config.policy,
             learns_log_std=self.head.learns_log_std,
             init_log_std=math.log(config.init_std),
-            obs_ndims=observations.feature_ndims(obs_spec),
+            obs_ndims=obs_ndims,
+            **conv,
         )
-        value_net = ValueNetwork(config.hidden_sizes, config.activation, observations.feature_ndims(obs_spec))
+        value_net = ValueNetwork(config.hidden_sizes, config.activation, obs_ndims, **conv)
         return policy_net, value_net
 
     def _check_networks(self, obs_spec, check_policy: bool, check_value: bool):

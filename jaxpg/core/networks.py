@@ -15,7 +15,7 @@ import numpy as np
 from jaxpg.core.observations import flatten
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
-POLICIES = ("mlp", "linear", "transformer")
+POLICIES = ("mlp", "linear", "transformer", "cnn")
 
 
 def _orthonormal_columns(a):
@@ -65,11 +65,51 @@ class MLP(nn.Module):
         return x
 
 
+class Features(nn.Module):
+    """One feature vector per observation pytree: `(*batch, features)`.
+
+    With `conv_channels` empty (`policy="mlp"`) this is `observations.flatten`. Otherwise
+    (`policy="cnn"`) each image-like leaf, one with three per-environment axes (height, width,
+    channels: Craftax's pixels, grid worlds' cell grids), first passes through one convolution per
+    entry of `conv_channels` (square `conv_kernel`, stride `conv_stride`, SAME padding,
+    `activation` after each); every leaf is then flattened and the leaves concatenated.
+    """
+
+    obs_ndims: tuple[int, ...]
+    conv_channels: Sequence[int] = ()
+    conv_kernel: int = 3
+    conv_stride: int = 1
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs):
+        if not self.conv_channels:
+            return flatten(obs, self.obs_ndims)
+        features = []
+        for x, ndim in zip(jax.tree.leaves(obs), self.obs_ndims):
+            batch = x.shape[: x.ndim - ndim]
+            x = x.astype(jnp.float32)
+            if ndim == 3:
+                x = x.reshape((-1,) + x.shape[-3:])  # flax's Conv takes one batch axis
+                for channels in self.conv_channels:
+                    x = nn.Conv(channels, (self.conv_kernel,) * 2, strides=self.conv_stride,
+                                kernel_init=orthogonal(np.sqrt(2)))(x)
+                    x = ACTIVATIONS[self.activation](x)
+            features.append(x.reshape(batch + (-1,)))
+        return jnp.concatenate(features, axis=-1)
+
+
+def image_leaves(obs_ndims: tuple[int, ...]) -> int:
+    """How many leaves of an observation `Features` would convolve."""
+    return sum(ndim == 3 for ndim in obs_ndims)
+
+
 class PolicyNetwork(nn.Module):
     """Maps observations to `(outputs, log_std)` for an `ActionHead`.
 
     `policy="mlp"`: an MLP then a linear layer with small orthogonal init (gain 0.01), so the
-    initial policy is close to uniform / zero-mean. `policy="linear"`: `outputs = K obs`, no
+    initial policy is close to uniform / zero-mean. `policy="cnn"`: the same after
+    convolutions over the image-like leaves (`Features`). `policy="linear"`: `outputs = K obs`, no
     hidden layers and no bias, K initialised to zero (the linear-Gaussian policy for LQR).
     `log_std` is a state-independent parameter of shape `(num_outputs,)` when
     `learns_log_std`, else a zero scalar.
@@ -82,10 +122,16 @@ class PolicyNetwork(nn.Module):
     learns_log_std: bool = False
     init_log_std: float = 0.0
     obs_ndims: tuple[int, ...] = (1,)
+    conv_channels: Sequence[int] = ()
+    conv_kernel: int = 3
+    conv_stride: int = 1
 
     @nn.compact
     def __call__(self, obs):
-        x = flatten(obs, self.obs_ndims)
+        if self.conv_channels:
+            x = Features(self.obs_ndims, self.conv_channels, self.conv_kernel, self.conv_stride, self.activation)(obs)
+        else:  # no submodule, so an MLP policy's parameters keep their names
+            x = flatten(obs, self.obs_ndims)
         if self.policy == "linear":
             outputs = nn.Dense(
                 self.num_outputs, use_bias=False, kernel_init=nn.initializers.zeros, name="gain"
@@ -108,8 +154,15 @@ class ValueNetwork(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     obs_ndims: tuple[int, ...] = (1,)
+    conv_channels: Sequence[int] = ()
+    conv_kernel: int = 3
+    conv_stride: int = 1
 
     @nn.compact
     def __call__(self, obs):
-        x = MLP(self.hidden_sizes, self.activation)(flatten(obs, self.obs_ndims))
+        if self.conv_channels:
+            x = Features(self.obs_ndims, self.conv_channels, self.conv_kernel, self.conv_stride, self.activation)(obs)
+        else:
+            x = flatten(obs, self.obs_ndims)
+        x = MLP(self.hidden_sizes, self.activation)(x)
         return nn.Dense(1, kernel_init=orthogonal(1.0))(x)[..., 0]
