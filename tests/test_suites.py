@@ -37,7 +37,7 @@ def adapter_rollout(env, params, actions, key):
         obs, state, reward, terminated, truncated, info = env.step(step_key, state, action, params)
         return state, (obs, info["final_observation"], reward, terminated, truncated)
 
-    first_obs, state = env.reset(keys[0], params)
+    first_obs, state = jax.jit(env.reset)(keys[0], params)  # eager, a suite's reset is slower than compiled
     _, out = jax.jit(lambda s: jax.lax.scan(step, s, (keys[1:], actions)))(state)
     return (first_obs, *[jax.tree.map(np.asarray, x) for x in out], keys)
 
@@ -216,8 +216,8 @@ def test_craftax_calls_an_end_at_its_time_limit_truncated():
     rollout = adapter_rollout(env, params, actions, jax.random.key(6))
     first_obs, obs, final_obs, reward, terminated, truncated, keys = rollout
     # Craftax's step draws: replay it with the key the adapter's step passed on.
-    step_fn = jax.jit(native.step_env)
-    native_obs, state = native.reset_env(keys[0], native_params)
+    step_fn, reset_fn = jax.jit(native.step_env), jax.jit(native.reset_env)
+    native_obs, state = reset_fn(keys[0], native_params)
     same_observation(first_obs, native_obs)
     for t, action in enumerate(np.asarray(actions)):
         step_key, reset_key = jax.random.split(keys[t + 1])
@@ -227,7 +227,7 @@ def test_craftax_calls_an_end_at_its_time_limit_truncated():
         # A random agent does not die in 7 steps: every Craftax `done` here is the time limit.
         assert not terminated[t] and bool(truncated[t]) == bool(done), t
         if done:
-            native_obs, state = native.reset_env(reset_key, native_params)
+            native_obs, state = reset_fn(reset_key, native_params)
             same_observation(obs[t], native_obs, f"step {t}: reset")
     assert truncated.sum() == 4
 
