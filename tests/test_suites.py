@@ -242,9 +242,13 @@ def test_unknown_suite_and_id_are_one_line_errors():
             envs.make("navix:Nope")
 
 
-TRAINABLE = [("navix", "navix:Navix-Empty-5x5-v0", {}), ("xminigrid", "xminigrid:MiniGrid-Empty-5x5", {}),
-             ("jumanji", "jumanji:Snake-v1", {}), ("brax", "brax:inverted_pendulum", {"backend": "spring"}),
-             ("craftax", "craftax:Craftax-Classic-Symbolic-v1", {})]
+# (suite, id, env options, trainer options): Snake's dict observation with its action mask and
+# XLand-MiniGrid's cell grid go through the CNN, the rest through the MLP. (Craftax's pixels
+# through the CNN train too, but compiling their renderer takes minutes.)
+CNN = {"policy": "cnn", "cnn_channels": (4,)}
+TRAINABLE = [("navix", "navix:Navix-Empty-5x5-v0", {}, {}), ("xminigrid", "xminigrid:MiniGrid-Empty-5x5", {}, CNN),
+             ("jumanji", "jumanji:Snake-v1", {}, CNN), ("brax", "brax:inverted_pendulum", {"backend": "spring"}, {}),
+             ("craftax", "craftax:Craftax-Classic-Symbolic-v1", {}, {})]
 
 
 def train_two_iterations(algo, env, params, **size):
@@ -256,12 +260,12 @@ def train_two_iterations(algo, env, params, **size):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("suite, env_id, options", [
-    pytest.param(suite, env_id, options, marks=needs(suite), id=env_id) for suite, env_id, options in TRAINABLE])
-def test_ppo_trains_on_every_suite_unchanged(suite, env_id, options):
+@pytest.mark.parametrize("suite, env_id, options, trainer_options", [
+    pytest.param(*case, marks=needs(case[0]), id=case[1]) for case in TRAINABLE])
+def test_ppo_trains_on_every_suite_unchanged(suite, env_id, options, trainer_options):
     """The trainers take a suite's environment as they take ours: two PPO iterations run, with
     finite losses."""
-    train_two_iterations("ppo", *envs.make(env_id, **options), num_envs=4, num_steps=16)
+    train_two_iterations("ppo", *envs.make(env_id, **options), num_envs=4, num_steps=16, **trainer_options)
 
 
 @pytest.mark.integration
