@@ -51,16 +51,17 @@ ENV = LitCell()
 def test_cnn_networks_convolve_image_leaves_and_keep_the_mlp_parameters_as_they_were():
     trainer = jaxpg.make_trainer("ppo", ENV, ENV.default_params, policy="cnn", cnn_channels=(4, 8), cnn_kernel=3,
                                  cnn_stride=2, hidden_sizes=(16,))
-    state = trainer.init(jax.random.key(0))
-    convs = state.params["policy"]["params"]["Features_0"]
+    obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(jax.random.split(jax.random.key(1), 5), ENV.default_params)
+    params = jax.eval_shape(trainer.policy_net.init, jax.random.key(0), obs)["params"]  # shapes only: nothing compiles
+    convs = params["Features_0"]
     assert convs["Conv_0"]["kernel"].shape == (3, 3, 1, 4) and convs["Conv_1"]["kernel"].shape == (3, 3, 4, 8)
     # Stride 2 twice: 6x6 -> 3x3 -> 2x2 with 8 channels, and the 1-entry leaf beside them.
-    assert state.params["policy"]["params"]["MLP_0"]["Dense_0"]["kernel"].shape == (2 * 2 * 8 + 1, 16)
-    assert "Features_0" in state.params["value"]["params"]
-    obs, _ = jax.vmap(ENV.reset, in_axes=(0, None))(jax.random.split(jax.random.key(1), 5), ENV.default_params)
-    assert trainer.act(state, obs, deterministic=True).shape == (5,)
-    mlp = jaxpg.make_trainer("ppo", *envs.make("CartPole-v1")).init(jax.random.key(0))
-    assert set(mlp.params["policy"]["params"]) == {"MLP_0", "Dense_0"}
+    assert params["MLP_0"]["Dense_0"]["kernel"].shape == (2 * 2 * 8 + 1, 16)
+    assert "Features_0" in jax.eval_shape(trainer.value_net.init, jax.random.key(0), obs)["params"]
+    assert jax.eval_shape(trainer.policy_net.apply, {"params": params}, obs)[0].shape == (5, 2)
+    cartpole = jaxpg.make_trainer("ppo", *envs.make("CartPole-v1"))
+    mlp = jax.eval_shape(cartpole.policy_net.init, jax.random.key(0), cartpole.obs_spec)["params"]
+    assert set(mlp) == {"MLP_0", "Dense_0"}
 
 
 def test_cnn_without_an_image_leaf_is_refused_naming_the_shapes():
