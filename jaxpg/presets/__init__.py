@@ -23,11 +23,15 @@ class Preset:
       env_id, env_options: the environment it is for: `envs.make(env_id, **env_options)`.
       algo: `reinforce`, `ppo` or `grpo`.
       options: trainer options.
-      measure: `eval_return` (mean deterministic evaluation return per seed, at least
-        `threshold`) or `gain_error` (||K - K*|| / ||K*|| of the linear policy, below it).
+      measure: `eval_return` (mean evaluation return per seed, at least `threshold`; the policy's
+        mode acts unless `eval_deterministic` is False) or `gain_error` (||K - K*|| / ||K*|| of
+        the linear policy, below it).
       threshold: the criterion every seed must meet.
       sft: for token tasks, `jaxpg.algos.sft.fit_demonstrations` options of a supervised stage the
         CLI runs first; RL then starts from that policy and keeps it as the KL reference.
+      eval_deterministic: whether the `eval_return` criterion acts with the policy's mode (argmax
+        or mean; the default) or samples it. False where the greedy policy is no measure of what
+        was learned (Jumanji's Snake: a greedy snake soon circles forever without eating).
     """
 
     name: str
@@ -38,17 +42,19 @@ class Preset:
     threshold: float
     env_options: Mapping = dataclasses.field(default_factory=dict)
     sft: Mapping | None = None
+    eval_deterministic: bool = True
 
     def passes(self, value: float) -> bool:
         return value < self.threshold if self.measure == "gain_error" else value >= self.threshold
 
     def describe(self) -> str:
         sign = "<" if self.measure == "gain_error" else ">="
-        return f"{self.name} / {self.algo}: {self.measure} {sign} {self.threshold:g} on every seed"
+        sampled = "" if self.eval_deterministic else " (sampled actions)"
+        return f"{self.name} / {self.algo}: {self.measure}{sampled} {sign} {self.threshold:g} on every seed"
 
 
-def _preset(name, env_id, algo, measure, threshold, env_options=None, sft=None, **options):
-    return Preset(name, env_id, algo, options, measure, threshold, env_options or {}, sft)
+def _preset(name, env_id, algo, measure, threshold, env_options=None, sft=None, eval_deterministic=True, **options):
+    return Preset(name, env_id, algo, options, measure, threshold, env_options or {}, sft, eval_deterministic)
 
 
 _ALL = [
