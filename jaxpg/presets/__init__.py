@@ -151,6 +151,17 @@ _ALL = [
     _preset("brax:inverted_pendulum", "brax:inverted_pendulum", "ppo", "eval_return", 900.0,
             normalize_observations=True, normalize_rewards=True, gamma=0.97, ent_coef=0.0, num_envs=32,
             num_steps=64, lr=1e-3, total_timesteps=409_600),
+    # Jumanji's Snake-v1 (12x12, reward 1 per fruit, its default time limit of 4000 steps). The
+    # trainer masks illegal moves, so a uniform policy over legal moves already eats 6.2 fruits per
+    # episode. The criterion samples the policy: the greedy snake soon circles forever without
+    # eating (0.6 and 1.4 on the two tuning seeds, against 14.7 and 14.4 sampled). An MLP of
+    # (64, 64) ReLU units over the standardised observation (the grid flattened, step_count,
+    # action_mask): as fast per step as a stride-2 CNN here and half the cost of (128, 128);
+    # 32 envs x 64 steps per iteration (320 iterations: 64 x 128 gave 40 updates in 327k steps and
+    # learned half as much), lr 1e-3 decaying linearly, entropy bonus 0.01 (PPO's default).
+    _preset("jumanji:Snake-v1", "jumanji:Snake-v1", "ppo", "eval_return", 11.0, eval_deterministic=False,
+            normalize_observations=True, hidden_sizes=(64, 64), activation="relu", num_envs=32, num_steps=64,
+            lr=1e-3, total_timesteps=655_360),
 ]
 
 PRESETS: dict[tuple[str, str], Preset] = {(p.name, p.algo): p for p in _ALL}
