@@ -141,13 +141,13 @@ _ALL = [
     _preset("xminigrid:MiniGrid-Empty-6x6", "xminigrid:MiniGrid-Empty-6x6", "ppo", "eval_return", 0.9,
             total_timesteps=300_000),
     # brax's inverted_pendulum (reward 1 per step upright, 1000 at most; a uniform random policy
-    # scores 6) on brax's default backend ("generalized"), so that `jaxpg train
-    # brax:inverted_pendulum` finds this preset without env options. PPO's defaults reach 142-472
-    # at 300k steps; here the observations are standardised (brax's own PPO does so), rewards
-    # divided by the return's std, gamma 0.97 (brax's PPO setting for this task: a short horizon
-    # suffices to keep the pole up), no entropy bonus (a learned Gaussian, whose noise the
-    # evaluation's mean action drops anyway), 32 envs x 64 steps per iteration (fewer, larger
-    # iterations than 4 x 128 on a CPU) and lr 1e-3 decaying linearly to 0 over 409,600 steps.
+    # scores 6) on brax's default backend ("generalized"): a preset naming backend="spring" (about
+    # 1.6x faster per step here) would not be found by `jaxpg train brax:inverted_pendulum` without
+    # --env-set. PPO's defaults reached 142 and 472 at 300k steps in an earlier run; here the
+    # observations are standardised (brax's own PPO does so), rewards divided by the return's std,
+    # gamma 0.97 (brax's PPO setting for this task), no entropy bonus (0.01 not compared here),
+    # 32 envs x 64 steps per iteration (fewer, larger iterations than 4 x 128 on a CPU) and lr 1e-3
+    # decaying linearly to 0 over 409,600 steps. The seed-mean training return passes 900 by 67,584.
     _preset("brax:inverted_pendulum", "brax:inverted_pendulum", "ppo", "eval_return", 900.0,
             normalize_observations=True, normalize_rewards=True, gamma=0.97, ent_coef=0.0, num_envs=32,
             num_steps=64, lr=1e-3, total_timesteps=409_600),
@@ -156,9 +156,11 @@ _ALL = [
     # episode. The criterion samples the policy: the greedy snake soon circles forever without
     # eating (0.6 and 1.4 on the two tuning seeds, against 14.7 and 14.4 sampled). An MLP of
     # (64, 64) ReLU units over the standardised observation (the grid flattened, step_count,
-    # action_mask): as fast per step as a stride-2 CNN here and half the cost of (128, 128);
-    # 32 envs x 64 steps per iteration (320 iterations: 64 x 128 gave 40 updates in 327k steps and
-    # learned half as much), lr 1e-3 decaying linearly, entropy bonus 0.01 (PPO's default).
+    # action_mask); policy="cnn" (16, 32 channels, stride 2) did not finish 327,680 steps on 2 seeds
+    # within 7 minutes on the 2-core CPU. 32 envs x 64 steps per iteration (more, smaller updates),
+    # lr 1e-3 decaying linearly, PPO's entropy bonus 0.01: at 327,680 steps this reached 11.2 and
+    # 10.8 sampled where 64 x 128, (128, 128) units and lr 5e-4 reached 7.8 and 10.4; twice the
+    # steps (655,360) reach 14.7 and 14.4.
     _preset("jumanji:Snake-v1", "jumanji:Snake-v1", "ppo", "eval_return", 11.0, eval_deterministic=False,
             normalize_observations=True, hidden_sizes=(64, 64), activation="relu", num_envs=32, num_steps=64,
             lr=1e-3, total_timesteps=655_360),
