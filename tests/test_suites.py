@@ -168,6 +168,14 @@ def test_jumanji_snake_splits_its_time_limit_from_a_death():
     assert ends["terminated"] > 0 and ends["truncated"] > 0, ends
 
 
+@needs("jumanji")
+def test_jumanji_evaluation_horizon_is_its_time_limit():
+    """`env_params.max_steps_in_episode`, the horizon `jaxpg.evaluate` runs to, is Jumanji's time
+    limit, not gymnax's EnvParams default of 1 (which scored every evaluation on one step)."""
+    assert envs.make("jumanji:Snake-v1")[1].max_steps_in_episode == 4000
+    assert envs.make("jumanji:Snake-v1", time_limit=15)[1].max_steps_in_episode == 15
+
+
 def brax_like_check(env, params, suite_env, limit, num_actions_dim, steps=120):
     """brax's State API under brax's own `EpisodeWrapper`, whose `info["truncation"]` marks a
     time-limit end; brax and Playground share it."""

@@ -5,9 +5,11 @@ reports a death: `step_type` LAST with discount 0 (Snake at its `time_limit`). T
 an end truncated when the state's `step_count` has reached the environment's `time_limit` and
 terminated otherwise, so an episode that ends by itself on its last allowed step counts as
 truncated. The time limit is the environment's (`time_limit=` to `make` where the environment
-takes one). Observations are Jumanji's own, its NamedTuples as dicts of their fields with
-their dtypes (Snake: `grid`, `step_count`, `action_mask`), so a categorical policy reads the
-`action_mask` and never picks an illegal action (`jaxpg.core.observations`).
+takes one); `env_params.max_steps_in_episode` is that limit (1000 where there is none), the
+horizon evaluation runs to, not enforced by the adapter. Observations are Jumanji's own, its
+NamedTuples as dicts of their fields with their dtypes (Snake: `grid`, `step_count`,
+`action_mask`), so a categorical policy reads the `action_mask` and never picks an illegal action
+(`jaxpg.core.observations`).
 """
 
 import jax
@@ -69,5 +71,10 @@ def make(name: str, **options):
     if name not in jumanji.registered_environments():
         raise ValueError(f"jumanji:{name} is not a Jumanji environment; accepted: "
                          f"{', '.join('jumanji:' + n for n in jumanji.registered_environments())}")
-    env = JumanjiEnv(name, jumanji.make(name, **options), SuiteParams())
+    suite_env = jumanji.make(name, **options)
+    # max_steps_in_episode is not enforced here (Jumanji ends its episodes itself); it is the horizon
+    # evaluation and references run to (`jaxpg.evaluate`), so it is the time limit where there is one.
+    # gymnax's EnvParams default of 1 would end every evaluation after one step.
+    limit = getattr(suite_env, "time_limit", None)
+    env = JumanjiEnv(name, suite_env, SuiteParams(max_steps_in_episode=int(limit) if limit is not None else 1000))
     return env, env.default_params

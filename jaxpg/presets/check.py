@@ -20,10 +20,10 @@ def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64)
     """Trains `preset` on `seeds` vmapped seeds and measures what its criterion names.
 
     Returns:
-      dict: per-seed `values` (evaluation return, or gain error), `passed` (every seed meets the
-      criterion), the late training return (mean over the last 10% of iterations per seed),
-      the first env step where the seed-mean training return reaches the threshold (returns
-      only), compile and train seconds.
+      dict: per-seed `values` (evaluation return, acting as the preset's `eval_deterministic`
+      says, or gain error), `passed` (every seed meets the criterion), the late training return
+      (mean over the last 10% of iterations per seed), the first env step where the seed-mean
+      training return reaches the threshold (returns only), compile and train seconds.
     """
     env, env_params = envs.make(preset.env_id, **preset.env_options)
     if preset.sft:
@@ -39,7 +39,9 @@ def check_preset(preset, seeds: int = 8, seed: int = 0, eval_episodes: int = 64)
     state, metrics = jax.block_until_ready(compiled(keys))
     train_seconds = time.perf_counter() - started
     eval_keys = jax.random.split(jax.random.key(seed + 1), seeds)
-    returns = np.asarray(jax.jit(jax.vmap(lambda s, k: evaluate(trainer, s, k, eval_episodes)))(state, eval_keys))
+    deterministic = preset.eval_deterministic
+    one = lambda s, k: evaluate(trainer, s, k, eval_episodes, deterministic=deterministic)
+    returns = np.asarray(jax.jit(jax.vmap(one))(state, eval_keys))
     if preset.measure == "gain_error":
         values = []
         for i in range(seeds):
