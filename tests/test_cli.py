@@ -187,3 +187,13 @@ def test_every_command_answers_help_with_the_run_options_from_their_declaration(
     for flag in ("--chunk-size", "--metrics-every", "--checkpoint-every", "--keep-checkpoints", "--on-nonfinite",
                  "--shard", "--no-progress", "--tensorboard", "--wandb"):
         assert flag in printed, flag
+
+
+def test_a_preset_judged_on_sampled_actions_is_evaluated_on_them_by_train_eval_and_sweep():
+    """Snake's preset is judged on sampled actions (a greedy snake circles without eating): the
+    commands' one evaluation protocol follows the run's preset, and acts greedily otherwise."""
+    from jaxpg.cli.commands import eval_deterministic
+
+    assert eval_deterministic({"preset": "jumanji:Snake-v1", "algo": "ppo"}) is False
+    assert eval_deterministic({"preset": "CartPole-v1", "algo": "ppo"}) is True
+    assert eval_deterministic({"preset": None, "algo": "ppo"}) is True

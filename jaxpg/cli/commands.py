@@ -284,11 +284,12 @@ def say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
-def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int):
+def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int, deterministic: bool = True):
     """Per-seed evaluation returns `(R, episodes)` (the protocol `jaxpg sweep` reports too:
-    `jaxpg.run.fit.evaluate_runs`) and the references of the environment on the same episodes."""
+    `jaxpg.run.fit.evaluate_runs`; sampled actions where the run's preset judges them so) and
+    the references of the environment on the same episodes."""
     eval_keys = evaluation_keys(seed, num_runs)
-    returns = evaluate_seeds(trainer, state, seed, num_runs, episodes)
+    returns = evaluate_seeds(trainer, state, seed, num_runs, episodes, deterministic=deterministic)
     found = references(trainer.env, trainer.env_params)
     per_seed = []
     for i in range(num_runs):
@@ -299,11 +300,18 @@ def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int):
     return returns, found["values"], per_seed, reference_returns
 
 
+def eval_deterministic(spec) -> bool:
+    """Whether a run's evaluation acts with the policy's mode: yes, unless its preset's criterion
+    samples actions (a greedy Snake circles without eating)."""
+    preset = presets.get(spec["preset"], spec["algo"]) if spec.get("preset") else None
+    return getattr(preset, "eval_deterministic", True)
+
+
 def finish(trainer, spec, out, state, metrics, report) -> None:
     """Evaluation, references, summary, learning curve, and the table printed at the end."""
     num_runs = spec["seeds"]
     returns, values, per_seed, reference_returns = evaluate_runs(
-        trainer, state, num_runs, spec["base_seed"], spec["eval_episodes"]
+        trainer, state, num_runs, spec["base_seed"], spec["eval_episodes"], eval_deterministic(spec)
     )
     eval_per_seed = returns.mean(axis=1)
     results.plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics, f"{spec['algo']} on {spec['env']}")
@@ -334,7 +342,8 @@ def finish(trainer, spec, out, state, metrics, report) -> None:
 
     has_gain = all(g is not None for g in gains)
     print()
-    header = f"| seed | final training return | evaluation return (mean of {spec['eval_episodes']} episodes) |"
+    sampled = "" if eval_deterministic(spec) else ", sampled actions"
+    header = f"| seed | final training return | evaluation return (mean of {spec['eval_episodes']} episodes{sampled}) |"
     print(header + (" gain error vs K* |" if has_gain else ""))
     print("|---:|---:|---:|" + ("---:|" if has_gain else ""))
     for seed in range(num_runs):
@@ -385,7 +394,7 @@ def restore_run(directory: str):
 def eval_command(args) -> int:
     trainer, spec, state, step = restore_run(args.dir)
     returns, values, per_seed, reference_returns = evaluate_runs(
-        trainer, state, spec["seeds"], spec["base_seed"], args.episodes
+        trainer, state, spec["seeds"], spec["base_seed"], args.episodes, eval_deterministic(spec)
     )
     print(f"{args.dir}: checkpoint at iteration {step}, {args.episodes} episodes per seed")
     for seed, value in enumerate(returns.mean(axis=1)):

@@ -312,11 +312,12 @@ def evaluation_keys(seed: int, seeds: int, num_settings: int = 1):
     return jnp.concatenate([jax.random.split(jax.random.key(seed + 1), seeds)] * num_settings)
 
 
-def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_params=None):
+def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_params=None, deterministic=True):
     """Evaluation returns `(R, episodes)` of a batch of runs, under the one protocol every
-    command reports: `evaluation_keys`, deterministic actions, the horizon of
-    `trainer.env_params` (`jaxpg.evaluate`'s default) and the environment parameters passed in
-    as an argument, never closed over.
+    command reports: `evaluation_keys`, deterministic actions (sampled ones where a preset's
+    criterion says so: `deterministic=False`), the horizon of `trainer.env_params`
+    (`jaxpg.evaluate`'s default) and the environment parameters passed in as an argument, never
+    closed over.
 
     Args:
       trainer, state: the trainer and its batched `TrainState` (`R` runs, setting-major).
@@ -328,7 +329,7 @@ def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_para
     num_runs = int(np.shape(state.iteration)[0])
     keys = evaluation_keys(seed, seeds, num_runs // seeds)
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
-    one = lambda s, k, p: evaluate(trainer, s, k, episodes, env_params=p)
+    one = lambda s, k, p: evaluate(trainer, s, k, episodes, deterministic=deterministic, env_params=p)
     return np.asarray(jax.jit(jax.vmap(one, in_axes=(0, 0, env_axis)))(state, keys, env_params))
 
 

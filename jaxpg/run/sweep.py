@@ -162,9 +162,11 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
     state, metrics = fit(trainer, keys, hparams or None, run_env_params, out=out, record=record, resume=resume,
                          **run_options)
 
-    # The protocol of `jaxpg train` (shared code): the same keys per seed, deterministic, each run
-    # on its own environment parameters.
-    returns = evaluate_runs(trainer, host_copy(state), seed, seeds, eval_episodes, run_env_params).mean(axis=1)
+    # The protocol of `jaxpg train` (shared code): the same keys per seed, deterministic unless the
+    # preset's criterion samples, each run on its own environment parameters.
+    deterministic = getattr(preset, "eval_deterministic", True)
+    returns = evaluate_runs(trainer, host_copy(state), seed, seeds, eval_episodes, run_env_params,
+                            deterministic).mean(axis=1)
     rows = _rank(settings, seeds, returns, metrics, threshold)
     if out is not None and is_main_process():
         write_table(out, rows, [*grid, *random, *env_grid])
