@@ -64,3 +64,11 @@ def start(inner) -> SuiteState:
     """The state of a fresh episode."""
     return SuiteState(time=jnp.zeros((), jnp.int32), inner=inner, truncated=jnp.asarray(False))
 
+
+def counted_step(state: SuiteState, inner, terminated, params) -> SuiteState:
+    """The state after one step of a suite whose time limit the adapter counts itself: truncated
+    when the count reaches `params.max_steps_in_episode` and the suite did not end the episode."""
+    time = state.time + 1
+    truncated = (time >= params.max_steps_in_episode) & ~terminated
+    return state.replace(inner=inner, time=time, truncated=truncated)
+

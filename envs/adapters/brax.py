@@ -13,7 +13,7 @@ omitted), `max_steps_in_episode`, and any keyword brax's environment class accep
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from envs.adapters.base import SuiteEnv, TimeLimitParams, start
+from envs.adapters.base import SuiteEnv, TimeLimitParams, counted_step, start
 
 
 class BraxStateEnv(SuiteEnv):
@@ -30,10 +30,8 @@ class BraxStateEnv(SuiteEnv):
     def step_env(self, key, state, action, params):
         del key
         inner = self.suite_env.step(state.inner, action)
-        time = state.time + 1
         terminated = jnp.asarray(inner.done).astype(bool)
-        truncated = (time >= params.max_steps_in_episode) & ~terminated
-        state = state.replace(inner=inner, time=time, truncated=truncated)
+        state = counted_step(state, inner, terminated, params)
         return inner.obs, state, jnp.asarray(inner.reward, jnp.float32), terminated, {}
 
     def observation_space(self, params):

@@ -15,7 +15,7 @@ Observations are NAVIX's (a uint8 grid for the default observation function).
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
-from envs.adapters.base import SuiteEnv, TimeLimitParams, start
+from envs.adapters.base import SuiteEnv, TimeLimitParams, counted_step, start
 
 NO_LIMIT = 2**31 - 1  # NAVIX's own limit, lifted: the adapter counts the steps
 
@@ -31,10 +31,8 @@ class NavixEnv(SuiteEnv):
     def step_env(self, key, state, action, params):
         del key
         timestep = self.suite_env._step(state.inner, action)
-        time = state.time + 1
         terminated = timestep.step_type == 2
-        truncated = (time >= params.max_steps_in_episode) & ~terminated
-        state = state.replace(inner=timestep, time=time, truncated=truncated)
+        state = counted_step(state, timestep, terminated, params)
         return timestep.observation, state, jnp.asarray(timestep.reward, jnp.float32), terminated, {}
 
     def observation_space(self, params):
