@@ -15,6 +15,7 @@ import gymnax
 # that `import envs` stays cheap and a broken optional environment cannot break the others.
 _OWN_ENVS = {
     "CartPole-v1": "envs.cartpole",
+    "StatelessCartPole-v1": "envs.stateless_cartpole",
     "LQR-v0": "envs.lqr",
     "SearchRanking-v0": "envs.search_ranking",
     "Copy-v0": "envs.tokens.copy_task",

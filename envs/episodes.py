@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 
 
-def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: int | None = None):
+def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: int | None = None, carry=None):
     """Undiscounted returns of `num_episodes` fresh episodes under `policy` (first episodes only).
 
     The environment's randomness comes from `key` alone and is drawn in the same order whatever
@@ -15,11 +15,14 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
 
     Args:
       env, env_params: any gymnax environment.
-      policy: `policy(obs (E, ...), key) -> env actions (E, ...)`.
+      policy: `policy(obs (E, ...), key) -> env actions (E, ...)`; with a `carry`,
+        `policy(obs, key, carry) -> (env actions, carry)` (a policy with memory).
       key: PRNG key.
       num_episodes: E, run in parallel.
       max_steps: steps to run; defaults to `env_params.max_steps_in_episode`. Episodes still
         running at the end are counted with the reward they collected.
+      carry: the policy's carry at the first observations (batched over E), or None. Only each
+        environment's first episode counts, so it is never reset.
 
     Returns:
       `(num_episodes,)` episode returns.
@@ -32,18 +35,21 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
     )
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
-    def one_step(carry, step_key):
-        env_state, obs, total, running = carry
+    def one_step(state, step_key):
+        env_state, obs, total, running, policy_carry = state
         act_key, env_key = jax.random.split(step_key)
+        if carry is None:
+            action = policy(obs, act_key)
+        else:
+            action, policy_carry = policy(obs, act_key, policy_carry)
         obs, env_state, reward, terminated, truncated, _ = step(
-            jax.random.split(env_key, num_episodes), env_state, policy(obs, act_key), env_params
+            jax.random.split(env_key, num_episodes), env_state, action, env_params
         )
         total = total + running * reward
         running = running * (1.0 - (terminated | truncated))
-        return (env_state, obs, total, running), None
+        return (env_state, obs, total, running, policy_carry), None
 
     ones = jnp.ones((num_episodes,))
-    (_, _, total, _), _ = jax.lax.scan(
-        one_step, (env_state, obs, 0.0 * ones, ones), jax.random.split(rollout_key, max_steps)
-    )
+    start = (env_state, obs, 0.0 * ones, ones, () if carry is None else carry)
+    (_, _, total, _, _), _ = jax.lax.scan(one_step, start, jax.random.split(rollout_key, max_steps))
     return total

@@ -4,7 +4,8 @@
 optimises the learned reward while the true reward stays in `info["true_reward"]`, so what the
 policy really earns can still be reported. `TimeLimit` cuts episodes after a number of steps (a
 truncation, as the environment's own limit is). `RandomizedParams` draws fresh environment
-parameters at every reset (domain randomisation within a run).
+parameters at every reset (domain randomisation within a run). `MaskObservation` hides part of
+the observation (a partially observed version of any environment).
 """
 
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
+from gymnax.environments import spaces
 from gymnax.wrappers.purerl import GymnaxWrapper
 
 
@@ -169,3 +171,45 @@ class RandomizedParams(GymnaxWrapper):
 
     def get_params(self, state: RandomizedParamsState):
         return state.params
+
+
+class MaskObservation(GymnaxWrapper):
+    """Keeps only the entries `keep` of a 1-D observation: the rest become hidden state.
+
+    `MaskObservation(CartPole, keep=(0, 2))` is POPGym's stateless CartPole: the cart's position
+    and the pole's angle are seen, their velocities must be remembered (inferred from
+    successive observations). `info["final_observation"]` is masked the same way, and the
+    observation space keeps the kept entries' bounds.
+
+    Args:
+      env: a gymnax environment with 1-D array observations.
+      keep: the indices kept, in the order given; each in [0, observation size), none twice.
+    """
+
+    def __init__(self, env, keep):
+        super().__init__(env)
+        size = int(env.observation_space(env.default_params).shape[0])
+        keep = tuple(int(i) for i in keep)
+        if not keep or len(set(keep)) != len(keep) or not all(0 <= i < size for i in keep):
+            raise ValueError(
+                f"MaskObservation: keep={keep!r}; accepted: distinct indices in [0, {size}), at least one"
+            )
+        self.keep = keep
+
+    def _mask(self, obs):
+        return obs[..., jnp.asarray(self.keep)]
+
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        return self._mask(obs), state
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
+        if "final_observation" in info:
+            info = {**info, "final_observation": self._mask(info["final_observation"])}
+        return self._mask(obs), state, reward, terminated, truncated, info
+
+    def observation_space(self, params=None):
+        space = self._env.observation_space(params)
+        low, high = (jnp.broadcast_to(jnp.asarray(b), space.shape) for b in (space.low, space.high))
+        return spaces.Box(self._mask(low), self._mask(high), (len(self.keep),), space.dtype)

@@ -225,7 +225,8 @@ class Config(Declared):
         "mlp", "policy network: mlp; linear (a = K obs, no bias, K from 0; continuous actions); or "
         "transformer (jaxpg.core.transformer's causal transformer over a token env's buffer, value too); or "
         "cnn (convolutions over the observation's image-like leaves, height x width x channels, then the MLP; "
-        "value too)",
+        "value too); or gru / lstm (a recurrent policy and value: the MLP of hidden_sizes, the cell, then "
+        "rnn_head_sizes; its carry is reset at every episode boundary)",
         "choice", choices=POLICIES,
     )
     transformer_dim: int = setting(64, "policy='transformer': embedding width (a multiple of transformer_heads)")
@@ -234,6 +235,8 @@ class Config(Declared):
     cnn_channels: tuple = setting((32, 32), "policy='cnn': output channels of each convolution", "sizes")
     cnn_kernel: int = setting(3, "policy='cnn': square kernel size of every convolution")
     cnn_stride: int = setting(1, "policy='cnn': stride of every convolution (2 halves each image side)")
+    rnn_hidden_size: int = setting(128, "policy='gru' or 'lstm': the cell's hidden units")
+    rnn_head_sizes: tuple = setting((64,), "policy='gru' or 'lstm': hidden layers after the cell", "sizes")
     distribution: str | None = setting(
         None, "action distribution; None picks categorical for Discrete, gaussian for Box",
         "choice", choices=DISTRIBUTIONS, optional=True,

@@ -156,7 +156,7 @@ class GRPO(Trainer):
 
         `normalizer` is `loss_type="dapo"`'s denominator: the whole batch's active steps per
         minibatch."""
-        outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+        outputs, log_std = self.rollout_outputs(params, obs_stats, batch)
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std)
         log_ratio = log_prob - batch.log_prob
@@ -165,9 +165,7 @@ class GRPO(Trainer):
         objective, low, high = losses.clipped_surrogate(
             log_ratio, advantages, hparams["clip_eps"], upper_clip(hparams), hparams["delta"]
         )
-        ref_outputs, ref_log_std = self.policy_outputs(
-            {"policy": extra.reference}, extra.reference_obs_stats, batch.obs
-        )
+        ref_outputs, ref_log_std = self.rollout_outputs({"policy": extra.reference}, extra.reference_obs_stats, batch)
         ref_log_prob = jax.lax.stop_gradient(self.head.log_prob(ref_outputs, ref_log_std, batch.action))
         kl = losses.k3_kl(log_prob, ref_log_prob)
         per_step = -objective + hparams["beta"] * kl - hparams["ent_coef"] * entropy
@@ -185,7 +183,8 @@ class GRPO(Trainer):
         group_size, num_members = config.group_size, config.num_envs
         key, reset_key, rollout_key, shuffle_key = jax.random.split(state.key, 4)
         obs, env_state = self.reset_envs(reset_key, config.num_groups, env_params)
-        # Every member of a group starts from the identical (cloned) state.
+        # Every member of a group starts from the identical (cloned) state, and a recurrent
+        # policy's members from the same, initial, carry.
         obs, env_state = jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=0), (obs, env_state))
         _, batch = self.collect(
             state, env_params, env_state, obs, rollout_key, config.num_steps,
@@ -220,7 +219,7 @@ class GRPO(Trainer):
             epoch, (state.params, state.opt_state), jax.random.split(shuffle_key, config.num_iterations)
         )
         finite = update_metrics.pop("finite")
-        new_outputs, new_log_std = self.policy_outputs(params, state.obs_stats, batch.obs)
+        new_outputs, new_log_std = self.rollout_outputs(params, state.obs_stats, batch)
         new_log_prob = self.head.log_prob(new_outputs, new_log_std, batch.action)
         metrics = {
             **jax.tree.map(jnp.mean, update_metrics),

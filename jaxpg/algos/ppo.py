@@ -14,7 +14,7 @@ from flax import struct
 
 from jaxpg.algos.config import Config, hparam, redeclare, setting
 from jaxpg.algos.trainer import Trainer, episode_statistics
-from jaxpg.core import losses, observations
+from jaxpg.core import losses
 from jaxpg.core.advantages import gae
 from jaxpg.core.normalize import RunningStats
 
@@ -83,6 +83,14 @@ class PPO(Trainer):
     algo = "ppo"
     Config = PPOConfig
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.sequential and self.config.num_envs % self.config.num_minibatches:
+            raise ValueError(
+                f"num_minibatches={self.config.num_minibatches} must divide num_envs={self.config.num_envs} "
+                "with a recurrent network, whose minibatches are whole environments' sequences"
+            )
+
     def _init_extra(self, key, params, hparams):
         zeros = jnp.zeros((self.config.num_envs,))
         return PPOExtra(
@@ -93,12 +101,22 @@ class PPO(Trainer):
         )
 
     def loss(self, params, obs_stats, minibatch, hparams):
-        """Clipped-surrogate PPO loss on a flat minibatch; returns `(loss, aux metrics)`."""
-        batch, old_value, advantages, targets = minibatch
-        outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+        """Clipped-surrogate PPO loss on a minibatch; returns `(loss, aux metrics)`.
+
+        `minibatch` is `(batch, old_value, advantages, targets)` of flat steps, or, for recurrent
+        networks, `(batch, old_value, advantages, targets, carry)` of whole `(T, B)` sequences and
+        the carries they started from, which the networks re-read them from.
+        """
+        batch, old_value, advantages, targets = minibatch[:4]
+        if len(minibatch) == 4:
+            outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+            value = self.value(params, obs_stats, batch.obs)
+        else:
+            carry = minibatch[4]
+            outputs, log_std = self.rollout_outputs(params, obs_stats, batch, carry["policy"])
+            value = self.rollout_values(params, obs_stats, batch, carry["value"])
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std).mean()
-        value = self.value(params, obs_stats, batch.obs)
         clip_eps = hparams["clip_eps"]
 
         log_ratio = log_prob - batch.log_prob
@@ -138,8 +156,8 @@ class PPO(Trainer):
     def _iteration(self, state, env_params):
         hparams, config, extra = state.hparams, self.config, state.extra
         key, rollout_key, permutation_key = jax.random.split(state.key, 3)
-        (env_state, obs), batch = self.collect(
-            state, env_params, state.env_state, state.obs, rollout_key, config.num_steps
+        (env_state, obs, policy_carry), batch = self.collect(
+            state, env_params, state.env_state, state.obs, rollout_key, config.num_steps, carry=state.carry["policy"]
         )
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         running_return, running_length, ret_sum, len_sum, finished = episode_statistics(
@@ -147,19 +165,34 @@ class PPO(Trainer):
         )
         rewards, extra = self._scale_rewards(batch.reward, dones, extra, hparams["gamma"])
         # The critic is not needed to act, so V(s_t) and V(final observation) are computed
-        # here, for the whole rollout in one batched call, rather than step by step.
-        values, next_values = self.value(
-            state.params, state.obs_stats, observations.stack(batch.obs, batch.final_obs)
+        # here, for the whole rollout in one batched call (one scan for a recurrent critic),
+        # rather than step by step.
+        values, next_values, value_carry = self.rollout_values(
+            state.params, state.obs_stats, batch, state.carry["value"], bootstrap=True
         )
         advantages, targets = gae(
             rewards, values, next_values, batch.terminated, batch.truncated,
             hparams["gamma"], hparams["gae_lambda"],
         )
 
-        batch_size = self.steps_per_iteration
-        flat = jax.tree.map(
-            lambda x: x.reshape((batch_size,) + x.shape[2:]), (batch, values, advantages, targets)
-        )
+        if self.sequential:
+            # Recurrent networks re-read whole sequences from the carries they started from, so
+            # minibatches split over environments, never over time.
+            rows, per_step = config.num_envs, (batch, values, advantages, targets)
+
+            def split(permutation):
+                sequences = jax.tree.map(
+                    lambda x: jnp.swapaxes(x[:, permutation].reshape((x.shape[0], config.num_minibatches, -1)
+                                                                     + x.shape[2:]), 0, 1), per_step)
+                carries = jax.tree.map(
+                    lambda x: x[permutation].reshape((config.num_minibatches, -1) + x.shape[1:]), state.carry)
+                return sequences + (carries,)
+        else:
+            rows = self.steps_per_iteration
+            flat = jax.tree.map(lambda x: x.reshape((rows,) + x.shape[2:]), (batch, values, advantages, targets))
+
+            def split(permutation):
+                return jax.tree.map(lambda x: x[permutation].reshape((config.num_minibatches, -1) + x.shape[1:]), flat)
 
         def minibatch_update(carry, minibatch):
             params, opt_state = carry
@@ -172,14 +205,11 @@ class PPO(Trainer):
             return (params, opt_state), {**aux, "loss": loss, "grad_norm": grad_norm, "finite": finite}
 
         def epoch(carry, permutation):
-            minibatches = jax.tree.map(
-                lambda x: x[permutation].reshape((config.num_minibatches, -1) + x.shape[1:]), flat
-            )
-            return jax.lax.scan(minibatch_update, carry, minibatches)
+            return jax.lax.scan(minibatch_update, carry, split(permutation))
 
         # A fresh permutation per epoch, all drawn in one batched call (one threefry loop).
         permutations = jax.vmap(jax.random.permutation, in_axes=(0, None))(
-            jax.random.split(permutation_key, config.update_epochs), batch_size
+            jax.random.split(permutation_key, config.update_epochs), rows
         )
         (params, opt_state), update_metrics = jax.lax.scan(
             epoch, (state.params, state.opt_state), permutations
@@ -206,6 +236,6 @@ class PPO(Trainer):
         )
         state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=env_state,
-            obs=obs, key=key, extra=extra,
+            obs=obs, key=key, extra=extra, carry={"policy": policy_carry, "value": value_carry},
         )
         return state, metrics

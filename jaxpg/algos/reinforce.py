@@ -146,7 +146,7 @@ class Reinforce(Trainer):
     def _reference_log_prob(self, extra, batch):
         """log pi_ref(a_t | s_t) of the rollout's actions under the frozen reference, with its own
         frozen observation statistics: `(T, N)`."""
-        outputs, log_std = self.policy_outputs({"policy": extra.reference}, extra.reference_obs_stats, batch.obs)
+        outputs, log_std = self.rollout_outputs({"policy": extra.reference}, extra.reference_obs_stats, batch)
         return jax.lax.stop_gradient(self.head.log_prob(outputs, log_std, batch.action))
 
     def _penalised_rewards(self, batch, ref_log_prob, hparams):
@@ -155,10 +155,10 @@ class Reinforce(Trainer):
 
     def _policy_loss_terms(self, params, obs_stats, batch, hparams):
         """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
-        outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+        outputs, log_std = self.rollout_outputs(params, obs_stats, batch)
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std)
-        value = self.value(params, obs_stats, batch.obs)
+        value = self.rollout_values(params, obs_stats, batch)
         return log_prob, entropy, value
 
     def _weights(self, returns, value, mask, hparams):
@@ -196,7 +196,8 @@ class Reinforce(Trainer):
         hparams, config = state.hparams, self.config
         key, reset_key, rollout_key = jax.random.split(state.key, 3)
         obs, env_state = self.reset_envs(reset_key, config.num_envs, env_params)
-        (env_state, obs), batch = self.collect(state, env_params, env_state, obs, rollout_key, config.num_steps)
+        # Every episode starts from a reset, and a recurrent policy's carry from its initial one.
+        (env_state, obs, _), batch = self.collect(state, env_params, env_state, obs, rollout_key, config.num_steps)
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
         mask = losses.first_episode_mask(dones)
         ref_log_prob = self._reference_log_prob(state.extra, batch)

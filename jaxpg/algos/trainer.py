@@ -21,6 +21,7 @@ from jaxpg.core import observations
 from jaxpg.core.distributions import make_action_head
 from jaxpg.core.networks import PolicyNetwork, ValueNetwork, image_leaves
 from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
+from jaxpg.core.recurrent import CELLS, RecurrentPolicyNetwork, RecurrentValueNetwork, is_recurrent, run_sequence
 from jaxpg.core.rollout import rollout
 from jaxpg.core.transformer import from_env
 
@@ -41,6 +42,9 @@ class TrainState:
       iteration: number of completed iterations.
       extra: the algorithm's own state, a `flax.struct` dataclass per algorithm
         (`PPOExtra`, `ReinforceExtra`, `GRPOExtra`).
+      carry: `{"policy": ..., "value": ...}`, each recurrent network's hidden state for the
+        environments' current observations (batched over `num_envs`; reset to the initial carry
+        at every episode boundary); `()` for a feed-forward network.
     """
 
     params: Any
@@ -52,6 +56,7 @@ class TrainState:
     hparams: dict
     iteration: jax.Array
     extra: Any
+    carry: Any
 
 
 @struct.dataclass
@@ -115,6 +120,12 @@ class Trainer:
             observation's `action_mask` leaf masks its logits after it (`jaxpg.core.observations`).
           value_network: optional flax module replacing the value network, called as
             `module.apply(params, obs (..., *obs_shape)) -> values (...)`.
+
+        Either network may be recurrent (`jaxpg.core.recurrent`): a module with
+        `initial_carry(batch_shape) -> carry` (called unbound) and
+        `module.apply(params, carry, obs) -> (carry, outputs)` for one step, `outputs` what the
+        feed-forward network would return; it is initialised as `module.init(key, carry, obs)`.
+        The trainer keeps its carry in `TrainState.carry` and resets it at episode boundaries.
         """
         config = self.resolve_config(self.Config.from_options(options), env_params)
         self.env, self.env_params = env, env_params
@@ -143,7 +154,8 @@ class Trainer:
         if policy_network is not None or value_network is not None:
             self._check_networks(obs_spec, policy_network is not None, value_network is not None)
         if policy_params is not None:
-            expected = jax.eval_shape(self.policy_net.init, jax.random.key(0), obs_spec)
+            init = lambda key, obs: self._init_network(self.policy_net, key, obs)
+            expected = jax.eval_shape(init, jax.random.key(0), obs_spec)
             shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
             same_tree = jax.tree.structure(policy_params) == jax.tree.structure(expected)
             if not same_tree or shapes(policy_params) != shapes(expected):
@@ -152,6 +164,12 @@ class Trainer:
                     f"shaped {shapes(expected)}"
                 )
         self._initial_policy_params = policy_params
+        # A recurrent policy is what makes a trainer recurrent: `act` then takes and returns the
+        # carry, and PPO's minibatches split over environments rather than steps.
+        self.recurrent = is_recurrent(self.policy_net)
+        # Either network recurrent: updates re-read whole sequences (`rollout_outputs`,
+        # `rollout_values`) from the carries stored at the rollout's start.
+        self.sequential = self.recurrent or is_recurrent(self.value_net)
         self._init_jit = jax.jit(self._init)
         self._step_jit = jax.jit(self._step)
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
@@ -200,6 +218,15 @@ class Trainer:
                 )
             conv = {"conv_channels": config.cnn_channels, "conv_kernel": config.cnn_kernel,
                     "conv_stride": config.cnn_stride}
+        if config.policy in CELLS:
+            recurrent = {"cell": config.policy, "hidden_size": config.rnn_hidden_size,
+                         "torso_sizes": config.hidden_sizes, "head_sizes": config.rnn_head_sizes,
+                         "activation": config.activation, "obs_ndims": obs_ndims}
+            policy_net = RecurrentPolicyNetwork(
+                self.head.num_outputs, learns_log_std=self.head.learns_log_std,
+                init_log_std=math.log(config.init_std), **recurrent,
+            )
+            return policy_net, RecurrentValueNetwork(**recurrent)
         policy_net = PolicyNetwork(
             num_outputs=self.head.num_outputs,
             hidden_sizes=config.hidden_sizes,
@@ -220,8 +247,8 @@ class Trainer:
         key = jax.random.key(0)
         shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
         if check_policy:
-            params = jax.eval_shape(self.policy_net.init, key, obs)
-            out = jax.eval_shape(self.policy_net.apply, params, obs)
+            params = jax.eval_shape(lambda k, o: self._init_network(self.policy_net, k, o), key, obs)
+            out = jax.eval_shape(lambda p, o: self._first_step(self.policy_net, p, o), params, obs)
             want = (2, self.head.num_outputs)
             log_std_ok = (
                 isinstance(out, tuple) and len(out) == 2
@@ -233,8 +260,8 @@ class Trainer:
                     f"accepted: (outputs {want}, log_std () or ({self.head.num_outputs},))"
                 )
         if check_value:
-            params = jax.eval_shape(self.value_net.init, key, obs)
-            out = jax.eval_shape(self.value_net.apply, params, obs)
+            params = jax.eval_shape(lambda k, o: self._init_network(self.value_net, k, o), key, obs)
+            out = jax.eval_shape(lambda p, o: self._first_step(self.value_net, p, o), params, obs)
             if not hasattr(out, "shape") or tuple(out.shape) != (2,):
                 raise ValueError(
                     f"value_network answers a batch of 2 observations with shapes {shapes(out)}; accepted: (2,)"
@@ -288,38 +315,135 @@ class Trainer:
         """`obs_stats` merged with a batch of observations (any leading axes)."""
         return update_observation_stats(obs_stats, batch_obs)
 
-    def policy_outputs(self, params, obs_stats, obs):
-        """`(outputs, log_std)` of the policy network on `obs`; a categorical head's logits are
-        masked by the observation's `action_mask`, where it has one, so every sample, log-prob,
-        entropy and KL term sees only the legal actions."""
+    def _batch_shape(self, obs) -> tuple:
+        """The leading (batch) axes of `obs`, a pytree of observations like `obs_spec`'s."""
+        leaf, spec = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_spec)[0]
+        return tuple(leaf.shape[: leaf.ndim - len(spec.shape)])
+
+    def _carry_of(self, network, obs):
+        """A recurrent network's initial carry for a batch of observations; `()` for a feed-forward one."""
+        return network.initial_carry(self._batch_shape(obs)) if is_recurrent(network) else ()
+
+    def _init_network(self, network, key, obs):
+        if is_recurrent(network):
+            return network.init(key, self._carry_of(network, obs), obs)
+        return network.init(key, obs)
+
+    @staticmethod
+    def _apply_network(network, params, obs, carry):
+        """One step of either kind of network: `(carry, outputs)`; a feed-forward one passes
+        `carry` through."""
+        if is_recurrent(network):
+            return network.apply(params, carry, obs)
+        return carry, network.apply(params, obs)
+
+    def _first_step(self, network, params, obs):
+        """A network's outputs on `obs` read as an episode's first step."""
+        return self._apply_network(network, params, obs, self._carry_of(network, obs))[1]
+
+    def initial_carry(self, batch_shape) -> dict:
+        """`{"policy": ..., "value": ...}`: the carries episodes start from, for observations with
+        leading axes `batch_shape` (an int is one axis); `()` for a feed-forward network."""
+        shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+        carry_of = lambda net: net.initial_carry(shape) if is_recurrent(net) else ()
+        return {"policy": carry_of(self.policy_net), "value": carry_of(self.value_net)}
+
+    def policy_step(self, params, obs_stats, carry, obs):
+        """One step of the policy network: `(carry, (outputs, log_std))` (the carry passes through
+        a feed-forward network). A categorical head's logits are masked by the observation's
+        `action_mask`, where it has one, so every sample, log-prob, entropy and KL term sees only
+        the legal actions."""
         features = normalize_observation(obs_stats, obs) if self.config.normalize_observations else obs
-        outputs, log_std = self.policy_net.apply(params["policy"], features)
+        carry, (outputs, log_std) = self._apply_network(self.policy_net, params["policy"], features, carry)
         mask = observations.action_mask(obs)
         if mask is not None and self.head.kind == "categorical":
             outputs = observations.mask_logits(outputs, mask)
-        return outputs, log_std
+        return carry, (outputs, log_std)
 
-    def value(self, params, obs_stats, obs):
+    def policy_outputs(self, params, obs_stats, obs):
+        """`(outputs, log_std)` of the policy network on `obs` (any leading axes), masked as
+        `policy_step` says; a recurrent policy reads `obs` as the first step of an episode."""
+        return self.policy_step(params, obs_stats, self._carry_of(self.policy_net, obs), obs)[1]
+
+    def value_step(self, params, obs_stats, carry, obs):
+        """One step of the value network: `(carry, values)`."""
         if self.config.normalize_observations:
             obs = normalize_observation(obs_stats, obs)
-        return self.value_net.apply(params["value"], obs)
+        return self._apply_network(self.value_net, params["value"], obs, carry)
+
+    def value(self, params, obs_stats, obs):
+        """V(obs) (any leading axes); a recurrent value network reads `obs` as an episode's first step."""
+        return self.value_step(params, obs_stats, self._carry_of(self.value_net, obs), obs)[1]
+
+    def rollout_outputs(self, params, obs_stats, batch, carry=None):
+        """`(outputs, log_std)` at every step of a rollout `batch` (a `Transition` (T, N, ...)).
+
+        A recurrent policy re-reads each environment's sequence from `carry` (its carry at
+        `batch.obs[0]`; None: the initial one) under the same reset rule as the rollout, so it sees
+        the hidden states the rollout saw (under the parameters given).
+        """
+        if not is_recurrent(self.policy_net):
+            return self.policy_outputs(params, obs_stats, batch.obs)
+        dones = batch.terminated | batch.truncated
+        initial = self.policy_net.initial_carry(dones.shape[1:])
+        step = lambda c, obs: self.policy_step(params, obs_stats, c, obs)
+        _, (outputs, log_std) = run_sequence(step, initial if carry is None else carry, batch.obs, dones, initial)
+        return outputs, log_std[0]  # log_std does not depend on the state
+
+    def rollout_values(self, params, obs_stats, batch, carry=None, bootstrap=False):
+        """V at every step of a rollout `batch`, `(T, N)`, a recurrent value network re-reading
+        each sequence from `carry` (None: the initial one) as `rollout_outputs` does.
+
+        With `bootstrap`, returns `(values, next_values, carry)`: `next_values[t]` is V of
+        `batch.final_obs[t]` read by the hidden state that read `batch.obs[t]` (the value to
+        bootstrap a truncation from), and `carry` the value carry after the last step (reset
+        where it ended an episode).
+        """
+        if not is_recurrent(self.value_net):
+            if not bootstrap:
+                return self.value(params, obs_stats, batch.obs)
+            values, next_values = self.value(params, obs_stats, observations.stack(batch.obs, batch.final_obs))
+            return values, next_values, carry
+        dones = batch.terminated | batch.truncated
+        initial = self.value_net.initial_carry(dones.shape[1:])
+        carry = initial if carry is None else carry
+        if not bootstrap:
+            step = lambda c, obs: self.value_step(params, obs_stats, c, obs)
+            return run_sequence(step, carry, batch.obs, dones, initial)[1]
+
+        def step(c, both):
+            obs, final_obs = both
+            c, value = self.value_step(params, obs_stats, c, obs)
+            return c, (value, self.value_step(params, obs_stats, c, final_obs)[1])
+
+        carry, (values, next_values) = run_sequence(step, carry, (batch.obs, batch.final_obs), dones, initial)
+        return values, next_values, carry
 
     def rollout_policy(self, params, obs_stats):
-        """The `jaxpg.rollout.Policy` that samples from the current parameters."""
+        """The `jaxpg.rollout.Policy` that samples from the current parameters (taking and
+        returning the policy carry when the policy is recurrent)."""
 
-        def policy(obs, key):
-            outputs, log_std = self.policy_outputs(params, obs_stats, obs)
+        def policy(obs, key, carry=()):
+            carry, (outputs, log_std) = self.policy_step(params, obs_stats, carry, obs)
             raw, log_prob = self.head.sample(outputs, log_std, key)
-            return raw, self.head.to_env(raw), log_prob
+            return (raw, self.head.to_env(raw), log_prob) + ((carry,) if self.recurrent else ())
 
         return policy
 
-    def collect(self, state: TrainState, env_params, env_state, obs, key, num_steps, group_size=1):
-        """`jaxpg.rollout` of `state`'s policy: `((env_state, obs), Transition (T, N, ...))`."""
-        return rollout(
-            self.train_env, env_params, self.rollout_policy(state.params, state.obs_stats), env_state, obs,
-            key, num_steps, group_size,
-        )
+    def collect(self, state: TrainState, env_params, env_state, obs, key, num_steps, group_size=1, carry=None):
+        """`jaxpg.rollout` of `state`'s policy: `((env_state, obs, carry), Transition (T, N, ...))`.
+
+        `carry` is the policy's carry at `obs` (None: the initial one, a fresh episode's); the
+        returned one is the carry at the returned `obs`. A feed-forward policy returns `()`.
+        """
+        policy = self.rollout_policy(state.params, state.obs_stats)
+        if not self.recurrent:
+            (env_state, obs), batch = rollout(self.train_env, env_params, policy, env_state, obs, key, num_steps,
+                                              group_size)
+            return (env_state, obs, ()), batch
+        initial = self._carry_of(self.policy_net, obs)
+        return rollout(self.train_env, env_params, policy, env_state, obs, key, num_steps, group_size,
+                       carry=initial if carry is None else carry, initial_carry=initial)
 
     def reset_envs(self, key, num_envs, env_params=None):
         """`num_envs` fresh resets: `(obs, env_state)` batched on a leading axis."""
@@ -333,8 +457,8 @@ class Trainer:
         key, policy_key, value_key, env_key, extra_key = jax.random.split(key, 5)
         obs, env_state = self.reset_envs(env_key, self.config.num_envs, env_params)
         params = {
-            "policy": self.policy_net.init(policy_key, obs),
-            "value": self.value_net.init(value_key, obs),
+            "policy": self._init_network(self.policy_net, policy_key, obs),
+            "value": self._init_network(self.value_net, value_key, obs),
         }
         if self._initial_policy_params is not None:
             params = {**params, "policy": self._initial_policy_params}
@@ -348,6 +472,7 @@ class Trainer:
             hparams=hparams,
             iteration=jnp.zeros((), jnp.int32),
             extra=self._init_extra(extra_key, params, hparams),
+            carry=self.initial_carry(self.config.num_envs),
         )
 
     def init(self, key, hparams=None, env_params=None) -> TrainState:
@@ -438,16 +563,24 @@ class Trainer:
             warn_nonfinite(metrics["nonfinite"])
         return state, metrics
 
-    def act(self, state: TrainState, obs, key=None, deterministic: bool = False):
-        """Env actions for `obs` (one observation or a batch) under `state`'s policy."""
-        outputs, log_std = self.policy_outputs(state.params, state.obs_stats, obs)
+    def act(self, state: TrainState, obs, key=None, deterministic: bool = False, carry=None):
+        """Env actions for `obs` (one observation or a batch) under `state`'s policy.
+
+        A recurrent policy (`trainer.recurrent`) returns `(actions, carry)`: pass the returned
+        carry with the next observations, and `trainer.initial_carry(batch)["policy"]` (the
+        default, `carry=None`) at the first step of an episode; replace an environment's carry
+        by that initial one after its episode ends (`jaxpg.core.recurrent.reset_carry`).
+        """
+        if carry is None:
+            carry = self._carry_of(self.policy_net, obs)
+        carry, (outputs, log_std) = self.policy_step(state.params, state.obs_stats, carry, obs)
         if deterministic:
             raw = self.head.mode(outputs, log_std)
         else:
             if key is None:
                 raise ValueError("act: a PRNG key is needed unless deterministic=True")
             raw, _ = self.head.sample(outputs, log_std, key)
-        return self.head.to_env(raw)
+        return (self.head.to_env(raw), carry) if self.recurrent else self.head.to_env(raw)
 
 
 def episode_limit(algo: str, option: str, env_params, max_episode_steps: int | None = None) -> int:

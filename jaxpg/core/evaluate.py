@@ -15,8 +15,12 @@ DEFAULT_EPISODES = 100
 
 @partial(jax.jit, static_argnames=("trainer", "num_episodes", "deterministic", "max_steps"))
 def _evaluate(trainer, state, key, env_params, num_episodes, deterministic, max_steps):
-    policy = lambda obs, key: trainer.act(state, obs, key, deterministic=deterministic)
-    return episode_returns(trainer.env, env_params, policy, key, num_episodes, max_steps)
+    if not trainer.recurrent:
+        policy = lambda obs, key: trainer.act(state, obs, key, deterministic=deterministic)
+        return episode_returns(trainer.env, env_params, policy, key, num_episodes, max_steps)
+    policy = lambda obs, key, carry: trainer.act(state, obs, key, deterministic=deterministic, carry=carry)
+    carry = trainer.initial_carry(num_episodes)["policy"]
+    return episode_returns(trainer.env, env_params, policy, key, num_episodes, max_steps, carry)
 
 
 def evaluate(trainer, state, key, num_episodes: int = DEFAULT_EPISODES, deterministic: bool = True, max_steps=None,

@@ -15,7 +15,7 @@ import numpy as np
 from jaxpg.core.observations import flatten
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
-POLICIES = ("mlp", "linear", "transformer", "cnn")
+POLICIES = ("mlp", "linear", "transformer", "cnn", "gru", "lstm")
 
 
 def _orthonormal_columns(a):

@@ -1,10 +1,12 @@
 """Collecting experience: `num_envs` vmapped environments stepped in a `lax.scan`."""
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxpg.core.recurrent import reset_carry
 
 
 class Transition(NamedTuple):
@@ -24,11 +26,13 @@ class Transition(NamedTuple):
     final_obs: jax.Array
 
 
-# policy(obs (N, ...), key) -> (raw_action, env_action, log_prob (N,))
-Policy = Callable[[Any, jax.Array], tuple[Any, Any, jax.Array]]
+# policy(obs (N, ...), key) -> (raw_action, env_action, log_prob (N,)); a recurrent one is called
+# policy(obs, key, carry) -> (raw_action, env_action, log_prob, carry).
+Policy = Callable[..., tuple]
 
 
-def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int, group_size: int = 1):
+def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int, group_size: int = 1,
+            carry=None, initial_carry=None):
     """Steps `N` environments `num_steps` times from the given states.
 
     Args:
@@ -41,10 +45,14 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
       group_size: G. Consecutive blocks of G environments share their environment keys (common
         random numbers): members of a block that take the same actions from the same state see
         the same outcomes. 1 gives every environment its own stream.
+      carry, initial_carry: a recurrent policy's carry at `obs` and the carry an episode starts
+        from (both batched over N); None for a feed-forward policy. After every step that ends
+        an episode, that environment's carry is reset to `initial_carry`
+        (`jaxpg.core.recurrent.reset_carry`).
 
     Returns:
       `((env_state, obs), transitions)`: the states to continue from, and a `Transition`
-      with leaves `(T, N, ...)`.
+      with leaves `(T, N, ...)`; `((env_state, obs, carry), transitions)` with a carry.
     """
     num_envs = jax.tree.leaves(obs)[0].shape[0]
     vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
@@ -57,16 +65,22 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
     if group_size > 1:
         env_keys = jnp.repeat(env_keys, group_size, axis=1)
 
-    def one_step(carry, step_keys):
-        env_state, obs = carry
+    def one_step(state, step_keys):
+        env_state, obs = state[:2]
         policy_key, env_keys_t = step_keys
-        raw_action, env_action, log_prob = policy(obs, policy_key)
+        if carry is None:
+            raw_action, env_action, log_prob = policy(obs, policy_key)
+        else:
+            raw_action, env_action, log_prob, policy_carry = policy(obs, policy_key, state[2])
         next_obs, env_state, reward, terminated, truncated, info = vmapped_step(
             env_keys_t, env_state, env_action, env_params
         )
         transition = Transition(
             obs, raw_action, reward, terminated, truncated, log_prob, info["final_observation"]
         )
-        return (env_state, next_obs), transition
+        if carry is None:
+            return (env_state, next_obs), transition
+        return (env_state, next_obs, reset_carry(policy_carry, terminated | truncated, initial_carry)), transition
 
-    return jax.lax.scan(one_step, (env_state, obs), (policy_keys, env_keys))
+    start = (env_state, obs) if carry is None else (env_state, obs, carry)
+    return jax.lax.scan(one_step, start, (policy_keys, env_keys))

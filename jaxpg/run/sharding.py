@@ -102,7 +102,8 @@ class Layout:
     def state_shardings(self, abstract_state):
         """Shardings of a batched `TrainState` (`jax.eval_shape` of the vmapped init): every
         leaf by runs for `"runs"`; for `"envs"` the environments' states and observations
-        (axes: runs, envs, ...) by envs and everything else replicated."""
+        (axes: runs, envs, ...) and a recurrent network's carries by envs, everything else
+        replicated."""
         if self.mode == "runs":
             return jax.tree.map(lambda _: self.per_run(), abstract_state)
         replicated = jax.tree.map(lambda _: self.replicated, abstract_state)
@@ -110,6 +111,7 @@ class Layout:
         return replicated.replace(
             env_state=jax.tree.map(lambda _: by_envs, abstract_state.env_state),
             obs=jax.tree.map(lambda _: by_envs, abstract_state.obs),
+            carry=jax.tree.map(lambda _: by_envs, abstract_state.carry),
         )
 
     def pad(self, tree, axis):
