@@ -81,44 +81,46 @@ def cartpole_trainers():
     return {algo: jaxpg.make_trainer(algo, env, params, policy="gru", **config) for algo, config in SMALL.items()}
 
 
-def test_rollouts_reset_the_carry_at_episode_boundaries_and_updates_re_read_them(cartpole_trainers):
-    """The rollout resets each environment's carry after every step that ends its episode, and
-    `rollout_outputs` re-reads the rollout from the stored carry to the same log-probabilities.
-    Episodes are cut every 5 steps (a truncation), so every rollout crosses boundaries."""
+@pytest.fixture(scope="module")
+def cut_episodes():
+    """A GRU PPO trainer on CartPole whose training episodes are cut every 5 steps (truncations),
+    its state after one iteration (the stored carries moved off their initial values) and a
+    rollout of 14 steps from there, whose last step ends every episode."""
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, params, policy="gru", max_episode_steps=5, **SMALL["ppo"])
-    state = trainer.init(jax.random.key(0))
-    # Move the stored carry off its initial value first, as a later iteration's would be.
-    state = trainer.step(state)[0]
-    # 14 steps from where the first iteration left the cut episodes: the last one ends them all.
+    state = trainer.step(trainer.init(jax.random.key(0)))[0]
     (_, _, carry), batch = trainer.collect(state, params, state.env_state, state.obs, jax.random.key(1), 14,
                                            carry=state.carry["policy"])
+    return trainer, state, carry, batch
+
+
+def test_rollouts_reset_the_carry_at_episode_boundaries_and_updates_re_read_them(cut_episodes):
+    """The rollout resets each environment's carry after every step that ends its episode, and
+    `rollout_outputs` re-reads the rollout from the stored carry to the same log-probabilities."""
+    trainer, state, carry, batch = cut_episodes
     outputs, log_std = trainer.rollout_outputs(state.params, state.obs_stats, batch, state.carry["policy"])
     np.testing.assert_allclose(trainer.head.log_prob(outputs, log_std, batch.action), batch.log_prob, atol=1e-5)
     # Where the previous step ended an episode, the policy reads the observation from a fresh carry...
     fresh, _ = trainer.policy_outputs(state.params, state.obs_stats, batch.obs)
     dones = np.asarray(batch.terminated | batch.truncated)
     starts = np.concatenate([np.zeros((1, dones.shape[1]), bool), dones[:-1]])
-    assert starts.sum() >= 8 and dones[-1].any()
+    assert starts.sum() >= 8 and dones[-1].all()
     np.testing.assert_allclose(np.asarray(outputs)[starts], np.asarray(fresh)[starts], atol=1e-6)
     # ...and elsewhere from its memory, which changes what it outputs.
     assert not np.allclose(np.asarray(outputs)[~starts], np.asarray(fresh)[~starts], atol=1e-4)
-    # The carry handed on is reset where the rollout's last step ended an episode.
-    initial = trainer.initial_carry(4)["policy"]
-    np.testing.assert_array_equal(np.asarray(carry)[dones[-1]], np.asarray(initial)[dones[-1]])
+    # The carry handed on is reset, the rollout's last step having ended every episode.
+    np.testing.assert_array_equal(np.asarray(carry), np.asarray(trainer.initial_carry(4)["policy"]))
 
 
-def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_that_saw_the_step(cartpole_trainers):
-    trainer = cartpole_trainers["ppo"]
-    state = trainer.step(trainer.init(jax.random.key(2)))[0]
-    _, batch = trainer.collect(state, trainer.env_params, state.env_state, state.obs, jax.random.key(3), 16,
-                               carry=state.carry["policy"])
+def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_that_saw_the_step(cut_episodes):
+    trainer, state, _, batch = cut_episodes
     values, next_values, _ = trainer.rollout_values(state.params, state.obs_stats, batch, state.carry["value"],
                                                     bootstrap=True)
     # Step by step, for every environment at once: V(obs_t) from the carry, V(final_obs_t) from the
     # carry after obs_t, then the reset.
     carry, initial = state.carry["value"], trainer.initial_carry(4)["value"]
-    for t in range(16):
+    assert np.asarray(batch.truncated).sum() >= 8
+    for t in range(batch.reward.shape[0]):
         carry, value = trainer.value_step(state.params, state.obs_stats, carry, batch.obs[t])
         _, final_value = trainer.value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
         np.testing.assert_allclose(values[t], value, atol=1e-5)
@@ -224,17 +226,24 @@ def probe_returns(algo, policy, options, seeds=2):
     return np.asarray(value_errors), returns[seeds:]
 
 
-PROBE_PPO = dict(num_envs=16, num_steps=16, num_minibatches=2, total_timesteps=16 * 16 * 60, lr=3e-3,
-                 ent_coef=0.0, **TINY)
+PROBE = {
+    "ppo": dict(num_envs=16, num_steps=16, num_minibatches=2, total_timesteps=16 * 16 * 60, lr=3e-3, ent_coef=0.0),
+    "reinforce": dict(num_envs=32, total_timesteps=32 * LENGTH * 150, lr=3e-3),
+    "grpo": dict(num_groups=8, group_size=4, total_timesteps=32 * LENGTH * 150, lr=3e-3),
+}
 
 
-def test_ppo_with_memory_learns_the_cue_s_value_exactly_and_acts_on_it():
-    value_error, action_return = probe_returns("ppo", "gru", PROBE_PPO)
-    assert (value_error < 0.1).all(), value_error
+@pytest.mark.parametrize("algo", ["ppo", pytest.param("reinforce", marks=pytest.mark.integration),
+                                  pytest.param("grpo", marks=pytest.mark.integration)])
+def test_a_policy_with_memory_acts_on_the_cue_and_its_value_is_exact(algo):
+    value_error, action_return = probe_returns(algo, "gru", {**PROBE[algo], **TINY})
+    if algo != "grpo":  # GRPO has no critic
+        assert (value_error < 0.1).all(), value_error
     assert (action_return > 0.95).all(), action_return
 
 
-def test_ppo_without_memory_cannot():
-    value_error, action_return = probe_returns("ppo", "mlp", PROBE_PPO)
+@pytest.mark.integration
+def test_without_memory_neither_is_possible():
+    value_error, action_return = probe_returns("ppo", "mlp", {**PROBE["ppo"], **TINY})
     assert (value_error > 0.5).all(), value_error
     assert (action_return < 0.75).all(), action_return

@@ -67,6 +67,11 @@ def test_environments_over_devices_match_one_device_and_learn(found):
     assert min(found["envs_learned_returns"]) > 150, found["envs_learned_returns"]
 
 
+def test_a_recurrent_policy_shards_by_runs_and_by_environments(found):
+    assert found["gru_runs_returns_equal"] and found["gru_runs_gap_state"] < 1e-2
+    assert found["gru_envs_gap_metrics"] < 1e-2 and found["gru_carry_moved"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

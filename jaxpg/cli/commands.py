@@ -294,7 +294,8 @@ def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int, deter
     per_seed = []
     for i in range(num_runs):
         one = jax.tree.map(lambda x, i=i: x[i], state)
-        act = lambda obs, one=one: trainer.act(one, obs, deterministic=True)
+        # The references score a memoryless policy; a recurrent one is scored by its returns only.
+        act = None if trainer.recurrent else (lambda obs, one=one: trainer.act(one, obs, deterministic=True))
         per_seed.append(references(trainer.env, trainer.env_params, act)["values"])
     reference_returns = score_policies(trainer.env, trainer.env_params, found["policies"], eval_keys, episodes)
     return returns, found["values"], per_seed, reference_returns

@@ -86,9 +86,11 @@ class RecurrentCore(nn.Module):
     def __call__(self, carry, obs):
         x = Features(self.obs_ndims, self.conv_channels, self.conv_kernel, self.conv_stride, self.activation)(obs)
         x = MLP(self.torso_sizes, self.activation)(x)
-        if self.cell == "gru":
-            return nn.GRUCell(self.hidden_size)(carry, x)
-        return nn.OptimizedLSTMCell(self.hidden_size)(carry, x)
+        # flax's cells draw their recurrent kernels with its orthogonal initialiser, a LAPACK QR
+        # that deadlocks vmapped on a 2-thread CPU (jaxpg.core.networks.orthogonal says why); ours
+        # draws from the same distribution with plain array ops.
+        cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
+        return cell(self.hidden_size, recurrent_kernel_init=orthogonal())(carry, x)
 
     def initial_carry(self, batch_shape=()):
         return zero_carry(self.cell, self.hidden_size, batch_shape)
