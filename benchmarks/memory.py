@@ -37,7 +37,6 @@ from pathlib import Path
 
 import gymnax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
@@ -151,9 +150,9 @@ def main():
         print(f"    jaxpg / PureJaxRL speed: {rows[-1]['jaxpg_over_purejaxrl']:.2f}x; jaxpg greedy eval "
               f"{np.round(returns, 1).tolist()}, PureJaxRL last training return {np.round(peer_last, 1).tolist()}")
     header = ["peer", "seeds", "compile (s)", "run (s)", "env steps/s", "jaxpg / PureJaxRL"]
+    ratio = lambda r: f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] == "jaxpg" else ""
     table = [[r["peer"], r["seeds"], f"{r['compile_s']:.1f}", f"{r['run_s']:.2f}",
-              f"{r['env_steps_per_s'] / 1e3:,.1f} k", f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] == "jaxpg" else ""]
-             for r in rows]
+              f"{r['env_steps_per_s'] / 1e3:,.1f} k", ratio(r)] for r in rows]
     print(common.markdown_table(header, table))
     path = common.write_results("memory_quick" if args.quick else "memory", {
         "machine": info, "config": CONFIG, "jaxpg_config": jaxpg_config(total),

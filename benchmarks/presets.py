@@ -10,7 +10,11 @@ seed-mean training return first reaches the threshold, and compile and train sec
     python -m benchmarks.presets --only LQR-v0   # presets whose names start with these
     python -m benchmarks.presets --only LQR-v0 --exact --algos grpo   # one preset
     python -m benchmarks.presets --quick         # CartPole PPO and SearchRanking GRPO, 2 seeds
+    python -m benchmarks.presets --only StatelessCartPole-v1 --without-memory --seeds 4
+                                                 # a recurrent preset beside its MLP twin
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -19,12 +23,22 @@ from jaxpg import presets
 from jaxpg.presets.check import check_preset
 
 
+def without_memory(preset) -> list:
+    """The feed-forward twin of a recurrent preset (same budget and settings, `policy="mlp"`), or none."""
+    if preset.options.get("policy") not in ("gru", "lstm"):
+        return []
+    options = {k: v for k, v in preset.options.items() if not k.startswith("rnn_")}
+    return [dataclasses.replace(preset, name=f"{preset.name} (mlp)", options={**options, "policy": "mlp"})]
+
+
 def main() -> None:
     parser = common.base_parser(__doc__)
     parser.add_argument("--only", nargs="*", default=None, help="run the presets whose name starts with one of these")
     parser.add_argument("--exact", action="store_true", help="--only names whole preset names, not prefixes")
     parser.add_argument("--algos", nargs="*", default=None, help="only these algorithms")
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--without-memory", action="store_true",
+                        help="also train each recurrent preset (policy gru or lstm) with policy='mlp', same budget")
     args = parser.parse_args()
     chosen = list(presets.PRESETS.values())
     seeds = args.seeds
@@ -35,6 +49,8 @@ def main() -> None:
         chosen = [p for p in chosen if (p.name in args.only if args.exact else p.name.startswith(tuple(args.only)))]
     if args.algos:
         chosen = [p for p in chosen if p.algo in args.algos]
+    if args.without_memory:
+        chosen = [variant for p in chosen for variant in (p, *without_memory(p))]
     rows, results = [], []
     for preset in chosen:
         print(f"  {preset.describe()}", flush=True)

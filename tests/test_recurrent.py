@@ -128,6 +128,9 @@ def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_tha
         carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
 
 
+# The unit tier proves the carry's round trip through `fit`'s chunks and checkpoints (the resume
+# test below); these compile three more programs each, so they run under -m integration.
+@pytest.mark.integration
 def test_iterate_is_steps_bit_for_bit_and_a_vmapped_seed_is_the_single_run(cartpole_trainers):
     """The carry flows through `iterate` as through `step` (chunks compose: the rest of the chain
     is tests/test_trainer_api.py's), and a seed's run vmapped beside another is that seed's run."""
@@ -247,3 +250,30 @@ def test_without_memory_neither_is_possible():
     value_error, action_return = probe_returns("ppo", "mlp", {**PROBE["ppo"], **TINY})
     assert (value_error > 0.5).all(), value_error
     assert (action_return < 0.75).all(), action_return
+
+
+def test_a_users_recurrent_module_is_carried_and_checked():
+    import flax.linen as nn
+
+    class Elman(nn.Module):
+        """A user's recurrent policy: h' = tanh(W [h, obs]), logits = V h'."""
+
+        @nn.compact
+        def __call__(self, carry, obs):
+            carry = jnp.tanh(nn.Dense(6)(jnp.concatenate([carry, obs], axis=-1)))
+            return carry, (nn.Dense(2)(carry), jnp.zeros(()))
+
+        def initial_carry(self, batch_shape=()):
+            return jnp.zeros(tuple(batch_shape) + (6,))
+
+    class NoLogStd(Elman):
+        @nn.compact
+        def __call__(self, carry, obs):
+            return carry, nn.Dense(2)(obs)
+
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, params, policy_network=Elman(), num_envs=4, num_steps=8)
+    state = trainer.init(jax.random.key(0))
+    assert trainer.recurrent and state.carry["policy"].shape == (4, 6) and state.carry["value"] == ()
+    with pytest.raises(ValueError, match="policy_network answers"):
+        jaxpg.make_trainer("ppo", env, params, policy_network=NoLogStd(), num_envs=4, num_steps=8)

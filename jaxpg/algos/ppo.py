@@ -3,7 +3,8 @@
 One iteration: roll `num_envs` environments for `num_steps` steps from where the last rollout
 stopped, compute GAE (bootstrapping from V(final observation) on truncation, from 0 on
 termination), then `update_epochs` passes over the batch, each in `num_minibatches` minibatches
-drawn from a fresh permutation.
+drawn from a fresh permutation: of single steps, or, with a recurrent network, of whole
+environments' sequences, re-read from the carries stored at the rollout's start.
 """
 
 import dataclasses
