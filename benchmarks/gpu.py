@@ -22,6 +22,11 @@ figure). Sections (`--only` picks a subset):
   3.2M steps; their time is extrapolated from the measured seconds per iteration). Compile and run
   apart, env steps/s (masked steps after an episode's end included, as the trainers count them).
   Quick: 4 seeds, 32,000 steps each.
+- `recurrent`: jaxpg's GRU PPO on PureJaxRL's recurrent CartPole config (`benchmarks/memory.py`)
+  at 1 and 256 vmapped seeds x 131k env steps, compile apart from the steady run; PureJaxRL's own
+  `ppo_rnn.py` alternated beside it when `$PUREJAXRL` names a checkout of it (the changes
+  `benchmarks/memory.py` makes to it for today's flax and gymnax are printed). Quick: 1 seed, 8
+  iterations.
 - `tokens`: GRPO on Addition-v0 with its preset's causal transformer: generated tokens/s at 4,096
   groups of 8 completions (quick: 16 groups).
 
@@ -36,17 +41,19 @@ Timings on a CPU answer "does it run"; quote only GPU runs, with the device name
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 import envs
 import jaxpg
-from benchmarks import common, env_throughput, ppo_cartpole
+from benchmarks import common, env_throughput, memory, ppo_cartpole
 
-SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo", "tokens")
+SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo", "recurrent", "tokens")
 
 # Published figures, quoted with their device.
 PUREJAXRL_2048_AGENTS_S = 98.0  # PureJaxRL: 2,048 CartPole PPO agents x 500k steps, A100
@@ -85,6 +92,8 @@ class Sizes:
     pg_timesteps: int  # env steps per seed for REINFORCE and GRPO
     token_groups: int  # GRPO groups per iteration on Addition-v0 (8 completions each)
     token_iterations: int
+    gru_seeds: tuple[int, ...] = (1,)
+    gru_iterations: int = 2  # of 512 env steps per seed (PureJaxRL's recurrent config)
 
 
 # CartPole at 2^20 envs: 64 steps per call (2^26 budget); the per-step key and action pools
@@ -99,6 +108,7 @@ FULL = Sizes(
     search_max_steps=256, search_repeats=5,
     pg_seeds=2048, pg_timesteps=500_000,
     token_groups=4096, token_iterations=16,
+    gru_seeds=(1, 256), gru_iterations=256,
 )
 QUICK = Sizes(
     cartpole_envs=(2**10, 2**12), cartpole_budget=1 << 21, cartpole_max_steps=200, cartpole_repeats=5,
@@ -109,6 +119,7 @@ QUICK = Sizes(
     search_repeats=3,
     pg_seeds=4, pg_timesteps=32_000,
     token_groups=16, token_iterations=4,
+    gru_seeds=(1,), gru_iterations=8,
 )
 SMOKE = Sizes(
     cartpole_envs=(64,), cartpole_budget=64 * 20, cartpole_max_steps=20, cartpole_repeats=2,
@@ -418,8 +429,21 @@ def tokens(sizes: Sizes, seed: int) -> dict:
 
 # main -----------------------------------------------------------------------------------------
 
+def recurrent(sizes: Sizes, seed: int) -> dict:
+    checkout = os.environ.get("PUREJAXRL")
+    checkout = Path(checkout).expanduser() if checkout and Path(checkout).exists() else None
+    rows = memory.compare(sizes.gru_seeds, sizes.gru_iterations, 1, checkout)
+    caption = ("PureJaxRL's recurrent CartPole config (4 envs x 128 steps, 128-unit GRU; benchmarks/memory.py), "
+               "compile apart from one steady call; "
+               + ("PureJaxRL's ppo_rnn.py from $PUREJAXRL alternated beside it, with the in-memory changes "
+                  "benchmarks/memory.py prints." if checkout else "no PureJaxRL checkout given ($PUREJAXRL): "
+                  "jaxpg only."))
+    return {"title": "GRU PPO on CartPole-v1, vmapped seeds", "results": rows, "table": memory.table(rows),
+            "caption": caption}
+
+
 RUNNERS = {"cartpole_env": cartpole_env, "ppo": ppo, "search_ranking": search_ranking,
-           "reinforce_grpo": reinforce_grpo, "tokens": tokens}
+           "reinforce_grpo": reinforce_grpo, "recurrent": recurrent, "tokens": tokens}
 
 
 def main(argv=None) -> int:

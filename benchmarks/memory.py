@@ -101,6 +101,57 @@ def load_ppo_rnn(checkout: Path, env, env_params):
     return module
 
 
+def compare(seeds_list, iterations: int, rounds: int, checkout: Path | None) -> list[dict]:
+    """jaxpg's GRU PPO (and PureJaxRL's `ppo_rnn`, where `checkout` is given) at each seed count:
+    one row per contender with compile, steady run, env steps/s, the speed ratio and returns."""
+    total = iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]
+    env, env_params = gymnax.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(total))
+    contenders = {"jaxpg": jax.jit(jax.vmap(trainer.train))}
+    if checkout is not None:
+        peer_train = load_ppo_rnn(checkout, env, env_params).make_train({**CONFIG, "TOTAL_TIMESTEPS": total})
+        contenders["purejaxrl"] = jax.jit(jax.vmap(lambda k: peer_train(jax.random.key_data(k))))
+    rows = []
+    for seeds in seeds_list:
+        keys = jax.random.split(jax.random.key(0), seeds)
+        print(f"  {seeds} seed(s) x {total:,} env steps:", flush=True)
+        timing = common.compile_then_alternate(contenders, keys, rounds)
+        returns = common.evaluate_seeds(trainer, timing["last"]["jaxpg"][0], jax.random.key(1), 32)
+        peer_last = None
+        if "purejaxrl" in contenders:
+            peer_metrics = timing["last"]["purejaxrl"]["metric"]
+            done = np.asarray(peer_metrics["returned_episode"])
+            peer_returns = np.asarray(peer_metrics["returned_episode_returns"])
+            # The mean return of the episodes that finished in PureJaxRL's last iteration, per seed.
+            peer_last = [float(peer_returns[i, -1][done[i, -1]].mean()) if done[i, -1].any() else float("nan")
+                         for i in range(seeds)]
+        for name in contenders:
+            steps_per_s = seeds * total / timing["steady_s"][name]
+            ratio = timing["steady_s"]["purejaxrl"] / timing["steady_s"]["jaxpg"] if peer_last else None
+            rows.append({"peer": name, "seeds": seeds, "env_steps_per_seed": total,
+                         "compile_s": timing["compile_s"][name], "run_s": timing["steady_s"][name],
+                         "times_s": timing["times_s"][name], "env_steps_per_s": steps_per_s,
+                         "jaxpg_over_purejaxrl": ratio,
+                         "eval_return": returns.tolist() if name == "jaxpg" else None,
+                         "last_training_return": peer_last if name == "purejaxrl" else None})
+            print(f"    {name}: compile {timing['compile_s'][name]:.1f} s, run {timing['steady_s'][name]:.2f} s, "
+                  f"{steps_per_s / 1e3:,.1f} k env steps/s", flush=True)
+        print(f"    jaxpg greedy eval {np.round(returns, 1).tolist()}"
+              + (f"; PureJaxRL last training return {np.round(peer_last, 1).tolist()}; jaxpg / PureJaxRL speed "
+                 f"{rows[-1]['jaxpg_over_purejaxrl']:.2f}x" if peer_last else ""), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    ratio = lambda r: f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] == "jaxpg" and r["jaxpg_over_purejaxrl"] else ""
+    returns = lambda r: np.mean(r["eval_return"] if r["peer"] == "jaxpg" else r["last_training_return"])
+    return common.markdown_table(
+        ["peer", "seeds", "env steps per seed", "compile (s)", "run (s)", "env steps/s", "jaxpg / PureJaxRL",
+         "return (jaxpg: greedy eval; PureJaxRL: last training)"],
+        [[r["peer"], r["seeds"], f"{r['env_steps_per_seed']:,}", f"{r['compile_s']:.1f}", f"{r['run_s']:.2f}",
+          f"{r['env_steps_per_s'] / 1e3:,.1f} k", ratio(r), f"{returns(r):.1f}"] for r in rows])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--purejaxrl", default=os.environ.get("PUREJAXRL", "../purejaxrl"),
@@ -114,48 +165,13 @@ def main():
     if args.quick:
         args.seeds, args.iterations, args.rounds = [1], 64, 2
     info = common.announce()
-    batch = CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]
-    total = args.iterations * batch
-    env, env_params = gymnax.make("CartPole-v1")
-    module = load_ppo_rnn(Path(args.purejaxrl).expanduser(), env, env_params)
     print("PureJaxRL ppo_rnn.py changed in memory:", *[f"  {old!r} -> {new!r}" for old, new in CHANGES],
           "  gymnax.make -> the same env with a five-value step", sep="\n")
-    peer_train = module.make_train({**CONFIG, "TOTAL_TIMESTEPS": total})
-    trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(total))
-    rows = []
-    for seeds in args.seeds:
-        keys = jax.random.split(jax.random.key(0), seeds)
-        contenders = {"jaxpg": jax.jit(jax.vmap(trainer.train)),
-                      "purejaxrl": jax.jit(jax.vmap(lambda k: peer_train(jax.random.key_data(k))))}
-        print(f"{seeds} seed(s) x {total:,} env steps:", flush=True)
-        timing = common.compile_then_alternate(contenders, keys, args.rounds)
-        state = timing["last"]["jaxpg"][0]
-        returns = common.evaluate_seeds(trainer, state, jax.random.key(1), 32)
-        peer_metrics = timing["last"]["purejaxrl"]["metric"]
-        done = np.asarray(peer_metrics["returned_episode"])
-        peer_returns = np.asarray(peer_metrics["returned_episode_returns"])
-        # The mean return of the episodes that finished in PureJaxRL's last iteration, per seed.
-        peer_last = [float(peer_returns[i, -1][done[i, -1]].mean()) if done[i, -1].any() else float("nan")
-                     for i in range(seeds)]
-        for name in contenders:
-            steps_per_s = seeds * total / timing["steady_s"][name]
-            rows.append({"peer": name, "seeds": seeds, "env_steps_per_seed": total,
-                         "compile_s": timing["compile_s"][name], "run_s": timing["steady_s"][name],
-                         "times_s": timing["times_s"][name], "env_steps_per_s": steps_per_s,
-                         "jaxpg_over_purejaxrl": timing["steady_s"]["purejaxrl"] / timing["steady_s"]["jaxpg"],
-                         "eval_return": returns.tolist() if name == "jaxpg" else None,
-                         "last_training_return": peer_last if name == "purejaxrl" else None})
-            print(f"    {name}: compile {timing['compile_s'][name]:.1f} s, run {timing['steady_s'][name]:.2f} s, "
-                  f"{steps_per_s / 1e3:,.1f} k env steps/s", flush=True)
-        print(f"    jaxpg / PureJaxRL speed: {rows[-1]['jaxpg_over_purejaxrl']:.2f}x; jaxpg greedy eval "
-              f"{np.round(returns, 1).tolist()}, PureJaxRL last training return {np.round(peer_last, 1).tolist()}")
-    header = ["peer", "seeds", "compile (s)", "run (s)", "env steps/s", "jaxpg / PureJaxRL"]
-    ratio = lambda r: f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] == "jaxpg" else ""
-    table = [[r["peer"], r["seeds"], f"{r['compile_s']:.1f}", f"{r['run_s']:.2f}",
-              f"{r['env_steps_per_s'] / 1e3:,.1f} k", ratio(r)] for r in rows]
-    print(common.markdown_table(header, table))
+    rows = compare(args.seeds, args.iterations, args.rounds, Path(args.purejaxrl).expanduser())
+    print(table(rows))
     path = common.write_results("memory_quick" if args.quick else "memory", {
-        "machine": info, "config": CONFIG, "jaxpg_config": jaxpg_config(total),
+        "machine": info, "config": CONFIG,
+        "jaxpg_config": jaxpg_config(args.iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]),
         "changes_to_purejaxrl": [list(c) for c in CHANGES] + [["gymnax.make", "five-value step shim"]],
         "rows": rows}, args.out)
     print(f"wrote {path}")

@@ -113,9 +113,7 @@ class PPO(Trainer):
             outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
             value = self.value(params, obs_stats, batch.obs)
         else:
-            carry = minibatch[4]
-            outputs, log_std = self.rollout_outputs(params, obs_stats, batch, carry["policy"])
-            value = self.rollout_values(params, obs_stats, batch, carry["value"])
+            outputs, log_std, value = self.rollout_outputs_and_values(params, obs_stats, batch, minibatch[4])
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std).mean()
         clip_eps = hparams["clip_eps"]

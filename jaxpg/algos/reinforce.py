@@ -155,10 +155,9 @@ class Reinforce(Trainer):
 
     def _policy_loss_terms(self, params, obs_stats, batch, hparams):
         """Per-step log-probs, entropies and values under `params` on a `(T, N)` batch."""
-        outputs, log_std = self.rollout_outputs(params, obs_stats, batch)
+        outputs, log_std, value = self.rollout_outputs_and_values(params, obs_stats, batch)
         log_prob = self.head.log_prob(outputs, log_std, batch.action)
         entropy = self.head.entropy(outputs, log_std)
-        value = self.rollout_values(params, obs_stats, batch)
         return log_prob, entropy, value
 
     def _weights(self, returns, value, mask, hparams):

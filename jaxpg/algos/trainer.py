@@ -411,13 +411,35 @@ class Trainer:
             step = lambda c, obs: self.value_step(params, obs_stats, c, obs)
             return run_sequence(step, carry, batch.obs, dones, initial)[1]
 
-        def step(c, both):
-            obs, final_obs = both
+        def step(c, obs):
             c, value = self.value_step(params, obs_stats, c, obs)
-            return c, (value, self.value_step(params, obs_stats, c, final_obs)[1])
+            return c, (value, c)  # the carry that read obs, before any reset
 
-        carry, (values, next_values) = run_sequence(step, carry, (batch.obs, batch.final_obs), dones, initial)
+        carry, (values, read) = run_sequence(step, carry, batch.obs, dones, initial)
+        # Every step's final observation read by that carry: one batched step over (T, N) rather
+        # than a second cell call inside the sequential scan.
+        next_values = self.value_step(params, obs_stats, read, batch.final_obs)[1]
         return values, next_values, carry
+
+    def rollout_outputs_and_values(self, params, obs_stats, batch, carry=None):
+        """`(outputs, log_std, values)`: `rollout_outputs` and `rollout_values` of one batch, with
+        recurrent networks re-read in a single pass over time (one scan, not one per network).
+
+        `carry` is `{"policy": ..., "value": ...}` at `batch.obs[0]` (None: the initial ones).
+        """
+        if not self.sequential:
+            return (*self.policy_outputs(params, obs_stats, batch.obs), self.value(params, obs_stats, batch.obs))
+        dones = batch.terminated | batch.truncated
+        initial = self.initial_carry(dones.shape[1:])
+
+        def step(c, obs):
+            policy_carry, (outputs, log_std) = self.policy_step(params, obs_stats, c["policy"], obs)
+            value_carry, value = self.value_step(params, obs_stats, c["value"], obs)
+            return {"policy": policy_carry, "value": value_carry}, (outputs, log_std, value)
+
+        _, (outputs, log_std, values) = run_sequence(step, initial if carry is None else carry, batch.obs, dones,
+                                                     initial)
+        return outputs, log_std[0], values
 
     def rollout_policy(self, params, obs_stats):
         """The `jaxpg.rollout.Policy` that samples from the current parameters (taking and
