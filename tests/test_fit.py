@@ -41,11 +41,15 @@ def trainers():
 @pytest.mark.integration
 @pytest.mark.parametrize("algo", list(SMALL))
 def test_chunks_compose_bit_for_bit(algo, trainers):
-    trainer = trainers[algo]
-    key = jax.random.key(1)
-    whole, whole_metrics = compile_as_users_do(trainer.train, key)(key)  # init, then a scan of 8
+    assert_train_is_two_chunks(trainers[algo], jax.random.key(1))
+
+
+def assert_train_is_two_chunks(trainer, key):
+    """`train` (init, then one scan) equals init and two `iterate`s of half the run, state and
+    metrics to the bit (tests/test_recurrent.py asks the same of recurrent trainers)."""
+    whole, whole_metrics = compile_as_users_do(trainer.train, key)(key)
     start = compile_as_users_do(trainer.init, key)(key)
-    iterate = compile_as_users_do(trainer.iterate, start, 4, static_argnums=1)
+    iterate = compile_as_users_do(trainer.iterate, start, trainer.total_iterations // 2, static_argnums=1)
     first, first_metrics = iterate(start)
     second, second_metrics = iterate(first)
     assert bitwise_equal(whole, second)

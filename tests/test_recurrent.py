@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
-from test_fit import bitwise_equal
+from test_fit import assert_train_is_two_chunks, bitwise_equal
 from users_emitter import compile_as_users_do
 
 import envs
@@ -154,17 +154,7 @@ def test_iterate_is_steps_bit_for_bit_and_a_vmapped_seed_is_the_single_run(cartp
 @pytest.mark.integration
 @pytest.mark.parametrize("algo", list(SMALL))
 def test_chunks_of_train_compose_bit_for_bit(algo, cartpole_trainers):
-    trainer = cartpole_trainers[algo]
-    key = jax.random.key(1)
-    whole, whole_metrics = compile_as_users_do(trainer.train, key)(key)
-    start = compile_as_users_do(trainer.init, key)(key)
-    iterate = compile_as_users_do(trainer.iterate, start, 2, static_argnums=1)
-    first, first_metrics = iterate(start)
-    second, second_metrics = iterate(first)
-    assert bitwise_equal(whole, second)
-    for name in whole_metrics:
-        joined = np.concatenate([first_metrics[name], second_metrics[name]])
-        assert np.array_equal(np.asarray(whole_metrics[name]), joined, equal_nan=True), name
+    assert_train_is_two_chunks(cartpole_trainers[algo], jax.random.key(1))
 
 
 def test_resume_after_a_stop_equals_the_uninterrupted_run(cartpole_trainers, tmp_path):

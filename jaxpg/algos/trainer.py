@@ -21,7 +21,7 @@ from jaxpg.core import observations
 from jaxpg.core.distributions import make_action_head
 from jaxpg.core.networks import PolicyNetwork, ValueNetwork, image_leaves
 from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
-from jaxpg.core.recurrent import CELLS, RecurrentPolicyNetwork, RecurrentValueNetwork, is_recurrent, run_sequence
+from jaxpg.core.recurrent import CELLS, RecurrentNetwork, is_recurrent, run_sequence
 from jaxpg.core.rollout import rollout
 from jaxpg.core.transformer import from_env
 
@@ -222,11 +222,11 @@ class Trainer:
             recurrent = {"cell": config.policy, "hidden_size": config.rnn_hidden_size,
                          "torso_sizes": config.hidden_sizes, "head_sizes": config.rnn_head_sizes,
                          "activation": config.activation, "obs_ndims": obs_ndims}
-            policy_net = RecurrentPolicyNetwork(
+            policy_net = RecurrentNetwork(
                 self.head.num_outputs, learns_log_std=self.head.learns_log_std,
                 init_log_std=math.log(config.init_std), **recurrent,
             )
-            return policy_net, RecurrentValueNetwork(**recurrent)
+            return policy_net, RecurrentNetwork(**recurrent)
         policy_net = PolicyNetwork(
             num_outputs=self.head.num_outputs,
             hidden_sizes=config.hidden_sizes,

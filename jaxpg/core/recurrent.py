@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpg.core.networks import MLP, Features, orthogonal
+from jaxpg.core.networks import MLP, orthogonal
+from jaxpg.core.observations import flatten
 
 CELLS = ("gru", "lstm")
 
@@ -71,36 +72,34 @@ def zero_carry(cell: str, hidden_size: int, batch_shape=()):
 
 
 class RecurrentCore(nn.Module):
-    """Observation features, an MLP torso, then a GRU or LSTM cell: `(carry, obs) -> (carry, h)`."""
+    """The observation flattened (`jaxpg.core.observations`), an MLP torso, then a GRU or LSTM cell:
+    `(carry, obs) -> (carry, h)`."""
 
     cell: str = "gru"
     hidden_size: int = 128
     torso_sizes: Sequence[int] = (64,)
     activation: str = "tanh"
     obs_ndims: tuple[int, ...] = (1,)
-    conv_channels: Sequence[int] = ()
-    conv_kernel: int = 3
-    conv_stride: int = 1
 
     @nn.compact
     def __call__(self, carry, obs):
-        x = Features(self.obs_ndims, self.conv_channels, self.conv_kernel, self.conv_stride, self.activation)(obs)
-        x = MLP(self.torso_sizes, self.activation)(x)
+        x = MLP(self.torso_sizes, self.activation)(flatten(obs, self.obs_ndims))
         # flax's cells draw their recurrent kernels with its orthogonal initialiser, a LAPACK QR
         # that deadlocks vmapped on a 2-thread CPU (jaxpg.core.networks.orthogonal says why); ours
         # draws from the same distribution with plain array ops.
         cell = nn.GRUCell if self.cell == "gru" else nn.OptimizedLSTMCell
         return cell(self.hidden_size, recurrent_kernel_init=orthogonal())(carry, x)
 
-    def initial_carry(self, batch_shape=()):
-        return zero_carry(self.cell, self.hidden_size, batch_shape)
 
+class RecurrentNetwork(nn.Module):
+    """`policy="gru"` / `"lstm"`: `RecurrentCore`, an MLP head of `head_sizes`, then the outputs.
 
-class RecurrentPolicyNetwork(nn.Module):
-    """`policy="gru"` / `"lstm"`: `RecurrentCore`, an MLP head of `head_sizes`, then the outputs
-    (small orthogonal init, as `PolicyNetwork`'s) and the same `log_std`."""
+    A policy network (`num_outputs` given) answers `(carry, (outputs, log_std))` as
+    `PolicyNetwork` does (outputs with small orthogonal init, the same `log_std`); a value
+    network (`num_outputs=None`) answers `(carry, V)`.
+    """
 
-    num_outputs: int
+    num_outputs: int | None = None
     cell: str = "gru"
     hidden_size: int = 128
     torso_sizes: Sequence[int] = (64,)
@@ -109,51 +108,20 @@ class RecurrentPolicyNetwork(nn.Module):
     learns_log_std: bool = False
     init_log_std: float = 0.0
     obs_ndims: tuple[int, ...] = (1,)
-    conv_channels: Sequence[int] = ()
-    conv_kernel: int = 3
-    conv_stride: int = 1
-
-    def _core(self):
-        return RecurrentCore(self.cell, self.hidden_size, self.torso_sizes, self.activation, self.obs_ndims,
-                             self.conv_channels, self.conv_kernel, self.conv_stride, name="core")
 
     @nn.compact
     def __call__(self, carry, obs):
-        carry, h = self._core()(carry, obs)
+        carry, h = RecurrentCore(self.cell, self.hidden_size, self.torso_sizes, self.activation, self.obs_ndims,
+                                 name="core")(carry, obs)
         x = MLP(self.head_sizes, self.activation)(h)
+        if self.num_outputs is None:
+            return carry, nn.Dense(1, kernel_init=orthogonal(1.0))(x)[..., 0]
         outputs = nn.Dense(self.num_outputs, kernel_init=orthogonal(0.01))(x)
         if self.learns_log_std:
             log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.num_outputs,))
         else:
             log_std = jnp.zeros(())
         return carry, (outputs, log_std)
-
-    def initial_carry(self, batch_shape=()):
-        return zero_carry(self.cell, self.hidden_size, batch_shape)
-
-
-class RecurrentValueNetwork(nn.Module):
-    """The value network to match: `RecurrentCore`, an MLP head, one output (`(carry, obs) -> (carry, V)`)."""
-
-    cell: str = "gru"
-    hidden_size: int = 128
-    torso_sizes: Sequence[int] = (64,)
-    head_sizes: Sequence[int] = (64,)
-    activation: str = "tanh"
-    obs_ndims: tuple[int, ...] = (1,)
-    conv_channels: Sequence[int] = ()
-    conv_kernel: int = 3
-    conv_stride: int = 1
-
-    def _core(self):
-        return RecurrentCore(self.cell, self.hidden_size, self.torso_sizes, self.activation, self.obs_ndims,
-                             self.conv_channels, self.conv_kernel, self.conv_stride, name="core")
-
-    @nn.compact
-    def __call__(self, carry, obs):
-        carry, h = self._core()(carry, obs)
-        x = MLP(self.head_sizes, self.activation)(h)
-        return carry, nn.Dense(1, kernel_init=orthogonal(1.0))(x)[..., 0]
 
     def initial_carry(self, batch_shape=()):
         return zero_carry(self.cell, self.hidden_size, batch_shape)
