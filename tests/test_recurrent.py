@@ -84,12 +84,14 @@ def cartpole_trainers():
 @pytest.fixture(scope="module")
 def cut_episodes():
     """A GRU PPO trainer on CartPole whose training episodes are cut every 5 steps (truncations),
-    its state after one iteration (the stored carries moved off their initial values) and a
-    rollout of 14 steps from there, whose last step ends every episode."""
+    a fresh state with random stored carries, and a rollout of 15 steps from there, whose last
+    step ends every episode."""
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, params, policy="gru", max_episode_steps=5, **SMALL["ppo"])
-    state = trainer.step(trainer.init(jax.random.key(0)))[0]
-    (_, _, carry), batch = trainer.collect(state, params, state.env_state, state.obs, jax.random.key(1), 14,
+    state = trainer.init(jax.random.key(0))
+    # Stored carries off their initial values, as a later iteration's are.
+    state = state.replace(carry=jax.tree.map(lambda x: jax.random.normal(jax.random.key(5), x.shape), state.carry))
+    (_, _, carry), batch = trainer.collect(state, params, state.env_state, state.obs, jax.random.key(1), 15,
                                            carry=state.carry["policy"])
     return trainer, state, carry, batch
 
@@ -263,7 +265,7 @@ def test_a_users_recurrent_module_is_carried_and_checked():
 
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, params, policy_network=Elman(), num_envs=4, num_steps=8)
-    state = trainer.init(jax.random.key(0))
+    state = jax.eval_shape(trainer.init, jax.random.key(0))
     assert trainer.recurrent and state.carry["policy"].shape == (4, 6) and state.carry["value"] == ()
     with pytest.raises(ValueError, match="policy_network answers"):
         jaxpg.make_trainer("ppo", env, params, policy_network=NoLogStd(), num_envs=4, num_steps=8)
