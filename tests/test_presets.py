@@ -3,9 +3,10 @@
 `benchmarks/presets.py` checks every preset over 8 seeds for the README's table; this slow test
 keeps the ones a new user meets first (`jaxpg train CartPole-v1` for each algorithm) on 4 seeds, so
 a change that breaks them fails CI, and XLand-MiniGrid's Empty-6x6 (another suite, through
-envs/adapters) on 2. The token task's SFT-then-GRPO preset (Addition-v0-2digits), the brax and
-Snake presets (minutes of compile and training each on 2 cores) are checked by
-`benchmarks/presets.py` (results/presets_addition.json, presets_brax_snake.json), not here.
+envs/adapters) on 2. The token task's SFT-then-GRPO preset (Addition-v0-2digits), the brax,
+Snake and Playground presets (minutes of compile and training each on 2 cores) are checked by
+`benchmarks/presets.py` (results/presets_addition.json, presets_brax_snake.json,
+presets_playground.json), not here.
 """
 
 import importlib.util
