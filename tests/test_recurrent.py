@@ -130,8 +130,9 @@ def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_tha
         carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
 
 
-# The unit tier proves the carry's round trip through `fit`'s chunks and checkpoints (the resume
-# test below); these compile three more programs each, so they run under -m integration.
+# The unit tier proves the mechanics (the reset rule, re-reading, the bootstrap, act, the checks);
+# the equivalences and the learning probes below compile whole training programs (15-65 s each
+# on 2 cores), so they run under -m integration, which .ci/run runs too.
 @pytest.mark.integration
 def test_iterate_is_steps_bit_for_bit_and_a_vmapped_seed_is_the_single_run(cartpole_trainers):
     """The carry flows through `iterate` as through `step` (chunks compose: the rest of the chain
@@ -159,6 +160,7 @@ def test_chunks_of_train_compose_bit_for_bit(algo, cartpole_trainers):
     assert_train_is_two_chunks(cartpole_trainers[algo], jax.random.key(1))
 
 
+@pytest.mark.integration
 def test_resume_after_a_stop_equals_the_uninterrupted_run(cartpole_trainers, tmp_path):
     trainer = cartpole_trainers["ppo"]
     keys = jax.random.split(jax.random.key(3), 2)
@@ -228,8 +230,8 @@ PROBE = {
 }
 
 
-@pytest.mark.parametrize("algo", ["ppo", pytest.param("reinforce", marks=pytest.mark.integration),
-                                  pytest.param("grpo", marks=pytest.mark.integration)])
+@pytest.mark.integration
+@pytest.mark.parametrize("algo", list(PROBE))
 def test_a_policy_with_memory_acts_on_the_cue_and_its_value_is_exact(algo):
     value_error, action_return = probe_returns(algo, "gru", {**PROBE[algo], **TINY})
     if algo != "grpo":  # GRPO has no critic
