@@ -167,13 +167,15 @@ def main():
     info = common.announce()
     print("PureJaxRL ppo_rnn.py changed in memory:", *[f"  {old!r} -> {new!r}" for old, new in CHANGES],
           "  gymnax.make -> the same env with a five-value step", sep="\n")
-    rows = compare(args.seeds, args.iterations, args.rounds, Path(args.purejaxrl).expanduser())
+    rows = []
+    for seeds in args.seeds:  # the file is rewritten after each seed count, so a stopped run keeps its rows
+        rows += compare([seeds], args.iterations, args.rounds, Path(args.purejaxrl).expanduser())
+        path = common.write_results("memory_quick" if args.quick else "memory", {
+            "machine": info, "config": CONFIG,
+            "jaxpg_config": jaxpg_config(args.iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]),
+            "changes_to_purejaxrl": [list(c) for c in CHANGES] + [["gymnax.make", "five-value step shim"]],
+            "rows": rows}, args.out)
     print(table(rows))
-    path = common.write_results("memory_quick" if args.quick else "memory", {
-        "machine": info, "config": CONFIG,
-        "jaxpg_config": jaxpg_config(args.iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]),
-        "changes_to_purejaxrl": [list(c) for c in CHANGES] + [["gymnax.make", "five-value step shim"]],
-        "rows": rows}, args.out)
     print(f"wrote {path}")
 
 
