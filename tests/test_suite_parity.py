@@ -8,11 +8,11 @@ observation that starts the next episode. Episodes are cut short by the suite's 
 that both kinds of end occur within a few dozen steps. A suite that is not installed skips with
 the extra that installs it; the `dev` extra installs them all.
 
-The tests are in the unit tier (Craftax's under -m integration, see its test) and their cost is compiling each suite's step and reset: once for
-the adapter (its reset and its rollout's scan in one program) and once for the native walk (its
-step and its reset, each jitted once with outputs that compile to the same types they came in
-with, see `jit_once`). They are a file of their own so that `--dist loadfile` gives them one
-worker while the other runs the rest of the tier.
+The tests are in the unit tier (Craftax's under -m integration, see its test) and their cost is
+compiling each suite's step and reset: once for the adapter (its reset and its rollout's scan in
+one program) and once for the native walk (its step and its reset, each jitted once with outputs
+that compile to the same types they came in with, see `jit_once`). They are a file of their own so
+that `--dist loadfile` gives them one worker while the other runs the rest of the tier.
 """
 
 import importlib.util
