@@ -196,6 +196,8 @@ def test_bad_recurrent_input_is_rejected_before_compiling():
         jaxpg.make_trainer("ppo", env, params, policy="gru", num_envs=4, num_steps=6, num_minibatches=3)
     with pytest.raises(ValueError, match="rnn_hidden_size"):
         jaxpg.make_trainer("ppo", env, params, policy="gru", rnn_hidden_size=0)
+    with pytest.raises(ValueError, match="rnn_hidden_size=32 sizes a recurrent network, and policy='mlp' has none"):
+        jaxpg.make_trainer("ppo", env, params, rnn_hidden_size=32)
 
 
 def probe_returns(algo, policy, options, seeds=2):

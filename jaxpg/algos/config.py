@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxpg.core.distributions import DISTRIBUTIONS, check_init_std
 from jaxpg.core.networks import ACTIVATIONS, POLICIES
+from jaxpg.core.recurrent import CELLS
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "exponential")
 
@@ -263,6 +264,14 @@ class Config(Declared):
         if self.lr_schedule == "exponential":
             check_number("lr_end", self.lr_end, Spec("", True, "float", (0.0, math.inf, False, False)))
         check_init_std(self.init_std, self.distribution)
+        if self.policy not in CELLS:  # the recurrent sizes would otherwise be silently ignored
+            defaults = {field.name: field.default for field in dataclasses.fields(self)}
+            for name in ("rnn_hidden_size", "rnn_head_sizes"):
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} sizes a recurrent network, and policy={self.policy!r} has "
+                        f"none; accepted: policy='gru' or 'lstm' with it, or {name} left at its default"
+                    )
 
     def check_hparams(self, hparams: Mapping) -> None:
         """Checks a user's hyperparameter overrides: names, then every concrete value."""
