@@ -11,7 +11,7 @@ The package is in layers, each using only the ones above it in this list:
 - `jaxpg.algos`: the option declaration, the shared train state and update, REINFORCE, PPO, GRPO,
   SFT and RLHF;
 - `jaxpg.run`: the run driver (run options, `fit`'s chunks, checkpoints, metric files, sinks,
-  sharding, the compile cache, sweeps);
+  sharding, the compile cache, sweeps, population-based training);
 - `jaxpg.presets`: settings that solve each shipped task, their checks and references;
 - `jaxpg.cli`: the `jaxpg` command.
 """
@@ -28,7 +28,7 @@ _EXPORTS = {
     "Transition": "jaxpg.core.rollout", "rollout": "jaxpg.core.rollout",
     "episode_returns": "envs.episodes", "evaluate": "jaxpg.core.evaluate",
     "NonFiniteUpdate": "jaxpg.run.fit", "fit": "jaxpg.run.fit", "RunOptions": "jaxpg.run.options",
-    "sweep": "jaxpg.run.sweep", "make_trainer": "jaxpg.presets.build",
+    "sweep": "jaxpg.run.sweep", "pbt": "jaxpg.run.pbt", "make_trainer": "jaxpg.presets.build",
 }
 # Modules reachable as attributes of the package (`jaxpg.presets.PRESETS`, `jaxpg.rlhf.RewardModel`).
 _MODULES = {"presets": "jaxpg.presets", "rlhf": "jaxpg.algos.rlhf"}

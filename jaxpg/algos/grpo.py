@@ -139,6 +139,7 @@ class GRPO(Trainer):
 
     algo = "grpo"
     Config = GRPOConfig
+    inherited_extra = ("reference", "reference_obs_stats")
 
     def resolve_config(self, config, env_params):
         if config.max_steps is not None:

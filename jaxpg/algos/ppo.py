@@ -83,6 +83,7 @@ class PPO(Trainer):
 
     algo = "ppo"
     Config = PPOConfig
+    inherited_extra = ("return_stats",)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -110,6 +110,7 @@ class Reinforce(Trainer):
 
     algo = "reinforce"
     Config = ReinforceConfig
+    inherited_extra = ("baseline_total", "baseline_weight", "reference", "reference_obs_stats")
 
     def resolve_config(self, config, env_params):
         if config.num_steps is not None:

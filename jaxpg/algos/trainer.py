@@ -94,6 +94,10 @@ class Trainer:
 
     algo = "base"
     Config = Config
+    # The fields of `TrainState.extra` that belong with the learned state (statistics the
+    # parameters were trained against, a reference policy), as opposed to the environments'
+    # episode counters: `jaxpg.pbt` copies them with the parameters when a member exploits another.
+    inherited_extra: tuple = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,5 +1,5 @@
 """The commands of `jaxpg` (see `jaxpg.cli`): `train ENV --algo ppo --seeds 8 --set lr=3e-4 --out
-runs/NAME`, and `resume`, `eval`, `plot`.
+runs/NAME`, and `resume`, `eval`, `sweep`, `pbt`, `plot`.
 
 `train` uses the preset of the (env, algo) pair unless told `--no-preset`, runs the seeds as one
 vmapped program in host-driven chunks (`jaxpg.fit`), and writes metrics as it goes, checkpoints,
@@ -131,6 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its checkpoint")
     run_options.add_flags(sweep)
     _add_process_options(sweep)
+    pbt = commands.add_parser("pbt", help="population-based training: exploit and explore between chunks")
+    pbt.add_argument("env", help="environment id")
+    pbt.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
+    pbt.add_argument("--population", type=int, default=8, help="members per population (at least 2)")
+    pbt.add_argument("--explore", action="append", type=parse_assignment, default=[], metavar="NAME=LOW:HIGH[:log]",
+                     help="a traced hyperparameter to search, its range and scale (linear unless :log); "
+                          "members start from values drawn from it")
+    pbt.add_argument("--ready-every", type=int, default=20, help="iterations between exploit/explore steps")
+    pbt.add_argument("--truncation", type=float, default=0.25,
+                     help="fraction of each population that copies the top fraction at a ready point, in (0, 0.5]")
+    pbt.add_argument("--resample-probability", type=float, default=0.25,
+                     help="chance an explored value is drawn afresh instead of perturbed by 0.8 or 1.25")
+    pbt.add_argument("--seeds", type=int, default=1, help="independent populations trained together (vmapped)")
+    pbt.add_argument("--seed", type=int, default=0, help="base PRNG seed (members, draws, exploit steps)")
+    pbt.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
+                     metavar="KEY=VALUE", help="a trainer option shared by every member")
+    pbt.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment, default=[],
+                     metavar="KEY=VALUE", help="environment option for envs.make")
+    pbt.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
+    pbt.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
+                     help="evaluation episodes per member after training (the protocol of train)")
+    pbt.add_argument("--out", default=None, help="output folder (default runs/pbt-ENV-ALGO)")
+    pbt.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run_options.add_flags(pbt)
+    _add_process_options(pbt)
     plot = commands.add_parser("plot", help="overlay the learning curves of runs")
     plot.add_argument("dirs", nargs="+")
     plot.add_argument("--out", required=True, help="PNG file to write")
@@ -436,6 +461,75 @@ def _sweep(args, cache_dir) -> int:
     return 0
 
 
+def pbt_command(args) -> int:
+    with compile_cache.enabled(on=not args.no_compile_cache) as cache_dir:
+        return _pbt(args, cache_dir)
+
+
+def _pbt(args, cache_dir) -> int:
+    from jaxpg.run import pbt
+
+    if not args.explore:
+        raise ValueError("pbt needs at least one --explore NAME=LOW:HIGH[:log], e.g. --explore lr=1e-5:1e-1:log")
+    if args.population < 2:
+        raise ValueError(f"--population={args.population} must be at least 2 (members that exploit each other)")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds={args.seeds} must be a positive integer")
+    options = run_options.from_args(args)
+    run_options.RunOptions.from_options(options)
+    env_options = dict(args.env_options)
+    preset = None if args.no_preset else presets.find(args.env, args.algo, env_options)
+    spec = {"env": args.env, "env_options": env_options, "algo": args.algo, "preset": preset.name if preset else None,
+            "options": dict(args.options), "seeds": args.seeds * args.population, "base_seed": args.seed}
+    trainer, preset = build_run(spec)
+    explore = pbt.check_explore(trainer, dict(args.explore))
+    out = args.out or fresh_folder(os.path.join("runs", f"pbt-{args.env}-{args.algo}"))
+    if holds_run(out) and not args.resume:
+        raise ValueError(f"{out} already holds a run; continue it with --resume, or pass another --out")
+    os.makedirs(out, exist_ok=True)
+    num_runs = spec["seeds"]
+    say(f"jaxpg: pbt of {args.algo} on {args.env}: {args.seeds} population(s) x {args.population} members x "
+        f"{trainer.total_iterations * trainer.steps_per_iteration:,} env steps, exploring "
+        f"{', '.join(f'{n} in [{lo:g}, {hi:g}] ({scale})' for n, (lo, hi, scale) in explore.items())} every "
+        f"{args.ready_every} iterations" + (f"; preset {preset.name}" if preset else ""))
+    keys = jax.random.split(jax.random.key(args.seed), num_runs)
+    record = {"env": args.env, "env_options": env_options, "algo": args.algo, "preset": spec["preset"],
+              "name": os.path.basename(os.path.abspath(out)), "versions": results.versions()}
+    result = pbt.pbt(trainer, keys, explore, args.ready_every, populations=args.seeds, truncation=args.truncation,
+                     resample_probability=args.resample_probability, seed=args.seed, out=out, resume=args.resume,
+                     record=record, **options)
+    (state, lineage), report = result, result.report
+    state = host_copy(state)
+    if not is_main_process():
+        return 0
+    returns = evaluate_seeds(trainer, state, args.seed, num_runs, args.eval_episodes,
+                             deterministic=eval_deterministic(spec))
+    evaluation = returns.mean(axis=1)
+    final_train = np.asarray(result.metrics["episode_return"])[:, -1]
+    names = list(explore)
+    print()
+    print(pbt.table(lineage, names, args.population, final_train, evaluation))
+    best_members = [int(np.argmax(evaluation[p * args.population:(p + 1) * args.population])) + p * args.population
+                    for p in range(args.seeds)]
+    for population, best in enumerate(best_members):
+        print(f"\nBest member of population {population}: {best}, evaluation return {evaluation[best]:.4g}; "
+              f"its hyperparameters along its lineage: {pbt.describe_schedule(pbt.schedule(lineage, best, names))}")
+    summary = {**spec, "explore": {n: list(r) for n, r in explore.items()}, "population": args.population,
+               "ready_every": args.ready_every, "truncation": args.truncation,
+               "resample_probability": args.resample_probability, "eval_episodes": args.eval_episodes,
+               "eval_return_per_member": evaluation.tolist(), "final_train_return_per_member": final_train.tolist(),
+               "best_members": best_members, "best_schedules": [pbt.schedule(lineage, b, names) for b in best_members],
+               "device": results.device_description(), **report}
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    share = report["exploit_seconds"] / max(report["run_seconds"], 1e-9)
+    print(f"Trained in {report['run_seconds']:.1f} s after {report['compile_seconds']:.1f} s of compilation; the "
+          f"exploit/explore steps took {report['exploit_seconds']:.2f} s ({100 * share:.2f}% of the run).")
+    print(f"Wrote pbt.csv, pbt.png, summary.json, metrics and checkpoints to {out}/"
+          + (f" (compile cache: {cache_dir})" if cache_dir else ""))
+    return 0
+
+
 def plot_command(args) -> int:
     runs = []
     for directory in args.dirs:
@@ -449,7 +543,7 @@ def plot_command(args) -> int:
 
 
 COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_command, "plot": plot_command,
-            "sweep": sweep_command}
+            "sweep": sweep_command, "pbt": pbt_command}
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,8 @@ def _run_hparams(trainer, hparams, num_runs):
 
 
 def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *, resume: bool = False,
-        allow_changes=(), sinks=(), record: dict | None = None, devices=None, on_start=None, **options):
+        allow_changes=(), sinks=(), record: dict | None = None, devices=None, on_start=None, after_chunk=None,
+        align_chunks: int | None = None, **options):
     """Trains one run per key, from the host in chunks; the runs of one chunk are one program.
 
     Args:
@@ -130,6 +131,12 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
       on_start: optional `on_start()`, called once (on process 0) when the first chunk of this
         call has trained, before any checkpoint of it is saved: the CLI records a resumed run's
         new options there, so a resume that fails earlier (restoring, compiling) changes nothing.
+      after_chunk: optional `after_chunk(state, chunk, done) -> state`, called after every chunk
+        (on every process) with the batched state (padded runs included), the chunk's metrics
+        (host arrays `(R, n)`, `iteration` among them) and the iterations done; the state it
+        returns trains on and is what a checkpoint at `done` saves (`jaxpg.pbt`'s exploit step).
+      align_chunks: chunk boundaries must meet every multiple of this many iterations (the
+        automatic chunk size divides it; `jaxpg.pbt` passes `ready_every`).
       devices: the devices to use; default every device of every process (`jax.devices()`).
         On many hosts, every process calls `fit` alike after `jax.distributed.initialize`;
         process 0 writes the metrics files and feeds the sinks.
@@ -157,7 +164,7 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     num_runs, total = keys.shape[0], trainer.total_iterations
     run_hparams, hparam_axes = _run_hparams(trainer, hparams, num_runs)
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
-    chunk_size = chunk_size or choose_chunk_size(total, checkpoint_every)
+    chunk_size = chunk_size or choose_chunk_size(total, align_chunks or checkpoint_every)
     layout = Layout.make(options.shard, num_runs, getattr(trainer.config, "num_envs", None), devices)
     main = is_main_process()
 
@@ -273,6 +280,8 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
                 on_start()
                 on_start = None
             done += n
+            if after_chunk is not None:
+                state = jax.device_put(after_chunk(state, chunk, done), state_shardings)
             latest = np.asarray(chunk["episode_return"])[:, -1]
             elapsed = max(time.perf_counter() - run_started, 1e-9)
             bar.set_postfix({
