@@ -9,6 +9,7 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
 
 import json  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -98,6 +99,23 @@ found["gru_envs_gap_metrics"] = largest_relative_gap(
     {k: v for k, v in gru_metrics_envs.items() if k != "approx_kl"},
     {k: v[:2] for k, v in gru_metrics_one.items() if k != "approx_kl"})
 found["gru_carry_moved"] = bool(np.asarray(jax.tree.leaves(gru_envs.carry)[0]).any())
+
+# PBT over the 8 devices: 2 populations of 3 members (padded to 8 runs); the padding never
+# becomes a parent, and a resume from the checkpoint between exploit steps ends as the whole run.
+pbt_options = dict(explore={"lr": (1e-4, 1e-1, "log")}, ready_every=2, populations=2, checkpoint_every=4,
+                   chunk_size=2, progress=False, resample_probability=0.5)
+with tempfile.TemporaryDirectory() as tmp:
+    whole = jaxpg.pbt(trainer, keys[:6], out=f"{tmp}/whole", **pbt_options)
+    shutil.copytree(f"{tmp}/whole", f"{tmp}/killed")
+    shutil.rmtree(f"{tmp}/killed/checkpoints/8")
+    resumed = jaxpg.pbt(trainer, keys[:6], out=f"{tmp}/killed", resume=True, **pbt_options)
+    found["pbt_report"] = {k: whole.report[k] for k in ("num_devices", "padded_runs")}
+    parents = whole[1]["parent"]
+    found["pbt_parents_within_populations"] = bool(((parents // 3) == (np.arange(6) // 3)).all())
+    found["pbt_copied"] = int((parents != np.arange(6)).sum())
+    found["pbt_resume_equal"] = (resumed.report["resumed_from"] == 4
+                                 and same_bits(keys_to_data(whole[0]), keys_to_data(resumed[0]))
+                                 and same_bits(whole.metrics, resumed.metrics) and same_bits(whole[1], resumed[1]))
 
 if "--learn" in sys.argv:
     # CartPole learned with each run's 64 environments split over the 8 devices.

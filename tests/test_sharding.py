@@ -78,6 +78,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_pbt_lies_over_the_devices_and_resumes_exactly(found):
+    assert found["pbt_report"] == {"num_devices": 8, "padded_runs": 8}
+    assert found["pbt_parents_within_populations"] and found["pbt_copied"] > 0
+    assert found["pbt_resume_equal"]
+
+
 def test_two_processes_of_four_devices_equal_one_process_of_eight(tmp_path):
     args = ["train", "CartPole-v1", "--algo", "ppo", "--seeds", "8", "--no-preset", "--set", "num_envs=8",
             "--set", "num_steps=16", "--set", "total_timesteps=1024", "--eval-episodes", "2", "--no-progress",

@@ -223,7 +223,7 @@ def pbt(trainer, keys, explore: dict, ready_every: int, *, populations: int = 1,
     compiled = {}
     base_key = jax.random.key(seed)
 
-    lineage = {"iteration": [0], "parent": [np.arange(num_runs)], "fitness": [np.full(num_runs, np.nan)],
+    lineage = {"iteration": [0], "parent": [np.arange(num_runs)], "fitness": [np.full(num_runs, np.nan, np.float32)],
                **{name: [np.broadcast_to(np.asarray(start_hparams[name]), (num_runs,))] for name in explore}}
     window, timing = [], {"exploit_seconds": 0.0, "exploit_compile_seconds": 0.0}
     lineage_path = os.path.join(out, LINEAGE_FILE) if out is not None else None
@@ -244,7 +244,8 @@ def pbt(trainer, keys, explore: dict, ready_every: int, *, populations: int = 1,
         else:
             values = np.asarray(fitness(state, done), np.float64)[:num_runs]
         window.clear()
-        arguments = (state, jnp.asarray(values, jnp.float32), jax.random.fold_in(base_key, done))
+        values = values.astype(np.float32)  # what the step ranks, and what pbt.csv holds exactly
+        arguments = (state, jnp.asarray(values), jax.random.fold_in(base_key, done))
         if "step" not in compiled:  # compiled once, timed apart from the steps themselves
             compile_started = time.perf_counter()
             compiled["step"] = step_fn.lower(*arguments).compile()
@@ -303,7 +304,7 @@ def _read_lineage(path: str, lineage: dict, explore: dict, upto: int) -> None:
         members = sorted(rows[iteration], key=lambda r: int(r["member"]))
         lineage["iteration"].append(iteration)
         lineage["parent"].append(np.array([int(r["parent"]) for r in members]))
-        lineage["fitness"].append(np.array([float(r["fitness"]) for r in members]))
+        lineage["fitness"].append(np.array([float(r["fitness"]) for r in members], np.float32))
         for name in explore:
             lineage[name].append(np.array([float(r[name]) for r in members], np.float32))
 
