@@ -495,9 +495,14 @@ def _pbt(args, cache_dir) -> int:
     keys = jax.random.split(jax.random.key(args.seed), num_runs)
     record = {"env": args.env, "env_options": env_options, "algo": args.algo, "preset": spec["preset"],
               "name": os.path.basename(os.path.abspath(out)), "versions": results.versions()}
-    result = pbt.pbt(trainer, keys, explore, args.ready_every, populations=args.seeds, truncation=args.truncation,
-                     resample_probability=args.resample_probability, seed=args.seed, out=out, resume=args.resume,
-                     record=record, **options)
+    try:
+        result = pbt.pbt(trainer, keys, explore, args.ready_every, populations=args.seeds,
+                         truncation=args.truncation, resample_probability=args.resample_probability, seed=args.seed,
+                         out=out, resume=args.resume, record=record, **options)
+    except jaxpg.NonFiniteUpdate as stop:
+        say(f"jaxpg: {stop}. Metrics up to there are in {out}/metrics.csv, the lineage in {out}/pbt.csv.",
+            file=sys.stderr)
+        return 3
     (state, lineage), report = result, result.report
     state = host_copy(state)
     if not is_main_process():

@@ -1,9 +1,10 @@
 """The options of a run, declared once: how `fit` drives the chunks, keeps metrics and checkpoints,
 lays the runs over devices and reports progress.
 
-`fit`, `sweep` and the CLI all read this one declaration: `fit(..., **options)` and `sweep(...,
-**options)` check their keyword options against it, and the `jaxpg train`/`sweep` flags and their
-`--help` are generated from it (`add_flags`). The machinery is the trainer's (`Declared`).
+`fit`, `sweep`, `pbt` and the CLI all read this one declaration: `fit(..., **options)`, `sweep(...,
+**options)` and `pbt(..., **options)` check their keyword options against it, and the `jaxpg
+train`/`sweep`/`pbt` flags and their `--help` are generated from it (`add_flags`). The machinery
+is the trainer's (`Declared`).
 """
 
 import argparse
