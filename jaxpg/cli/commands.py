@@ -283,7 +283,7 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
     keys = jax.random.split(jax.random.key(spec["base_seed"]), spec["seeds"])
     record = {"env": spec["env"], "env_options": spec["env_options"], "algo": spec["algo"],
               "preset": spec["preset"], "name": os.path.basename(os.path.abspath(out)), "versions": results.versions()}
-    started = time.perf_counter()
+    started, fit_start = time.perf_counter(), time.time()
     try:
         # The run's options as saved, with what this command line may change on resume.
         options = {**spec["run_options"], **run_options.from_args(args, RESUME_OPTIONS)}
@@ -294,7 +294,8 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
         say(f"jaxpg: {stop}. Metrics up to there are in {out}/metrics.csv.", file=sys.stderr)
         return 3
     report = dict(fitted.report, wall_seconds=time.perf_counter() - started, compile_cache_dir=cache_dir,
-                  num_processes=jax.process_count())
+                  num_processes=jax.process_count(),
+                  timeline={"command_start": COMMAND_STARTED[0], "fit_start": fit_start, "fit_end": time.time()})
     # Evaluation runs on each process's own device from a host copy (every process takes part in
     # the gather); process 0 alone writes and prints.
     state = host_copy(state)
@@ -336,11 +337,18 @@ def eval_deterministic(spec) -> bool:
 def finish(trainer, spec, out, state, metrics, report) -> None:
     """Evaluation, references, summary, learning curve, and the table printed at the end."""
     num_runs = spec["seeds"]
+    started = time.perf_counter()
     returns, values, per_seed, reference_returns = evaluate_runs(
         trainer, state, num_runs, spec["base_seed"], spec["eval_episodes"], eval_deterministic(spec)
     )
     eval_per_seed = returns.mean(axis=1)
+    evaluated = time.perf_counter()
     results.plot_learning_curve(os.path.join(out, "learning_curve.png"), metrics, f"{spec['algo']} on {spec['env']}")
+    # Where the time after training goes, and every program's trace/lower/compile seconds since
+    # the command started (benchmarks/latency.py reads both).
+    report = dict(report, after_training={"evaluation_and_references": evaluated - started,
+                                          "plot": time.perf_counter() - evaluated},
+                  compile_events=compile_cache.CompileLog.get().events)
     nonfinite = np.argwhere(metrics["nonfinite"])
     run_steps = trainer.total_iterations * trainer.steps_per_iteration * num_runs
     gains = [v.get("gain_relative_error") for v in per_seed]
@@ -551,7 +559,13 @@ COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_comma
             "sweep": sweep_command, "pbt": pbt_command}
 
 
+# When the command began (after Python started and the imports above): the start of its timeline.
+COMMAND_STARTED = [None]
+
+
 def main(argv=None) -> int:
+    COMMAND_STARTED[0] = time.time()
+    compile_cache.CompileLog.get()
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

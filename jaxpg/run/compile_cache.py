@@ -70,3 +70,35 @@ class CacheHits:
 
     def snapshot(self) -> tuple[int, int]:
         return self.hits, self.misses
+
+
+# JAX's duration events for one program's way to an executable: tracing to a jaxpr, lowering to
+# MLIR, XLA's compile (or, on a persistent-cache hit, the retrieval instead).
+COMPILE_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+    "/jax/core/compile/backend_compile_duration": "compile",
+    "/jax/compilation_cache/cache_retrieval_time_sec": "cache_read",
+}
+
+
+class CompileLog:
+    """Records, while alive, each program's trace, lower and compile seconds as JAX reports them
+    (`[{"program", "stage", "seconds"}]`, in order), for `summary.json` and benchmarks/latency.py."""
+
+    _instance = None
+
+    def __init__(self):
+        self.events = []
+
+    @classmethod
+    def get(cls) -> "CompileLog":
+        if cls._instance is None:
+            cls._instance = cls()
+            jax.monitoring.register_event_duration_secs_listener(cls._instance._on_duration)
+        return cls._instance
+
+    def _on_duration(self, event: str, duration: float, **kwargs) -> None:
+        if event in COMPILE_EVENTS:
+            self.events.append({"program": kwargs.get("fun_name", "?"), "stage": COMPILE_EVENTS[event],
+                                "seconds": float(duration)})

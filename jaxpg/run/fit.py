@@ -184,7 +184,10 @@ def fit(trainer, keys, hparams=None, env_params=None, out: str | None = None, *,
     programs = trainer.__dict__.setdefault("_fit_programs", {}).setdefault(signature, {})
 
     def chunk_program(n):
-        body = jax.vmap(lambda s, p: trainer._iterate(s, p, n), in_axes=(0, env_axis))
+        def chunk(state, env_params):  # named: JAX's compile events report programs by name
+            return trainer._iterate(state, env_params, n)
+
+        body = jax.vmap(chunk, in_axes=(0, env_axis))
         return jax.jit(layout.per_device(body, (0, env_axis)), out_shardings=(state_shardings, layout.per_run()))
 
     cache = CacheHits.get()
@@ -338,8 +341,10 @@ def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_para
     num_runs = int(np.shape(state.iteration)[0])
     keys = evaluation_keys(seed, seeds, num_runs // seeds)
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
-    one = lambda s, k, p: evaluate(trainer, s, k, episodes, deterministic=deterministic, env_params=p)
-    return np.asarray(jax.jit(jax.vmap(one, in_axes=(0, 0, env_axis)))(state, keys, env_params))
+    def evaluation(state, key, env_params):
+        return evaluate(trainer, state, key, episodes, deterministic=deterministic, env_params=env_params)
+
+    return np.asarray(jax.jit(jax.vmap(evaluation, in_axes=(0, 0, env_axis)))(state, keys, env_params))
 
 
 def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):
