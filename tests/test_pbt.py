@@ -193,3 +193,20 @@ def test_pbt_leaves_a_learning_rate_too_low_to_learn_where_random_search_stays()
     without = evaluate_runs(trainer, searched, 0, 8, 16).mean(axis=1).reshape(2, 4)
     assert (with_pbt.max(axis=1) >= 475).all(), with_pbt
     assert with_pbt.mean() > without.mean() + 100, (with_pbt, without)
+
+
+@pytest.mark.integration
+def test_a_fitness_of_ones_own_ranks_the_members():
+    """`fitness(state, iteration)` replaces the training return: here minus the member index, so
+    the second member of each population (of 2) is replaced by a copy of the first."""
+    trainer, keys = tiny(), jax.random.split(jax.random.key(0), 4)
+    seen = []
+
+    def fitness(state, iteration):
+        seen.append(iteration)
+        return -np.arange(state.iteration.shape[0], dtype=np.float64)
+
+    _, lineage = jaxpg.pbt(trainer, keys, {"lr": (1e-4, 1e-2, "log")}, ready_every=4, populations=2, fitness=fitness,
+                           chunk_size=2, progress=False)
+    assert seen == [4]
+    assert lineage["parent"][1].tolist() == [0, 0, 2, 2] and lineage["fitness"][1].tolist() == [0, -1, -2, -3]
