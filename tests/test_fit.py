@@ -200,3 +200,26 @@ def test_resumed_longer_run_follows_the_longer_runs_schedule_from_the_update_rea
     # Adam applies the schedule at its own update count, which is the update reached.
     adam_counts = [np.asarray(x) for x in jax.tree.leaves(state.opt_state) if np.asarray(x).dtype == np.int32]
     assert adam_counts and all((c == 4 * per_iteration).all() for c in adam_counts)
+
+
+def test_a_state_with_zero_size_arrays_is_checkpointed_and_restored(tmp_path):
+    """Orbax refuses arrays without elements; MuJoCo Playground's states hold some (`data.act`)."""
+    from flax import struct
+
+    from jaxpg.run.checkpoint import Checkpoints
+
+    @struct.dataclass
+    class Inner:
+        act: jax.Array
+        qpos: jax.Array
+
+    state = {"inner": Inner(act=jnp.zeros((3, 0)), qpos=jnp.arange(6.0).reshape(3, 2)),
+             "key": jax.random.split(jax.random.key(1), 3)}
+    checkpoints = Checkpoints(str(tmp_path))
+    checkpoints.save(4, state, {"iteration": 4})
+    like = jax.eval_shape(lambda: state)
+    step, restored, record = checkpoints.restore_latest(like, jax.random.key_impl(state["key"]))
+    checkpoints.close()
+    assert step == 4 and record == {"iteration": 4}
+    assert restored["inner"].act.shape == (3, 0) and np.array_equal(restored["inner"].qpos, state["inner"].qpos)
+    assert np.array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(state["key"]))

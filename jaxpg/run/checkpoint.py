@@ -8,6 +8,7 @@ when complete, so a process killed mid-write leaves the previous checkpoints int
 checkpoint that still fails to restore is skipped with a warning naming it.
 """
 
+import math
 import os
 import warnings
 
@@ -31,6 +32,26 @@ def data_to_keys(tree, like, impl):
     return jax.tree.map(lambda x, ref: jax.random.wrap_key_data(x, impl=impl) if _is_key(ref) else x, tree, like)
 
 
+def _empty(x) -> bool:
+    return math.prod(np.shape(x)) == 0
+
+
+def drop_empty(tree):
+    """`tree` with its zero-size leaves as None: orbax refuses to save an array without elements
+    (MuJoCo Playground's states hold some, e.g. `data.act` of a model without actuator state)."""
+    return jax.tree.map(lambda x: None if _empty(x) else x, tree)
+
+
+def restore_empty(tree, like, shardings=None):
+    """Inverse of `drop_empty`: the None leaves of `tree` become zero-size arrays shaped like `like`'s."""
+    leaves, treedef = jax.tree.flatten(like)
+    restored = jax.tree.flatten(tree, is_leaf=lambda x: x is None)[0]
+    placements = jax.tree.leaves(shardings) if shardings is not None else [None] * len(leaves)
+    filled = [jax.device_put(jnp.zeros(np.shape(ref), ref.dtype), where) if got is None else got
+              for got, ref, where in zip(restored, leaves, placements)]
+    return jax.tree.unflatten(treedef, filled)
+
+
 class Checkpoints:
     """The checkpoints of one run directory (`DIR/checkpoints/<iteration>/`)."""
 
@@ -46,7 +67,8 @@ class Checkpoints:
             self.manager.delete(step)
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(keys_to_data(state)), record=ocp.args.JsonSave(record)),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(drop_empty(keys_to_data(state))),
+                                    record=ocp.args.JsonSave(record)),
             force=True,
         )
         self.manager.wait_until_finished()
@@ -72,9 +94,10 @@ class Checkpoints:
             try:
                 restored = self.manager.restore(
                     step,
-                    args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()),
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(drop_empty(abstract)),
+                                            record=ocp.args.JsonRestore()),
                 )
-                state = data_to_keys(restored["state"], like, impl)
+                state = data_to_keys(restore_empty(restored["state"], abstract, shardings), like, impl)
                 if not all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(like))):
                     raise ValueError("shapes differ from the run's state")
                 return step, state, restored["record"]
