@@ -36,20 +36,32 @@ def _empty(x) -> bool:
     return math.prod(np.shape(x)) == 0
 
 
-def drop_empty(tree):
-    """`tree` with its zero-size leaves as None: orbax refuses to save an array without elements
-    (MuJoCo Playground's states hold some, e.g. `data.act` of a model without actuator state)."""
-    return jax.tree.map(lambda x: None if _empty(x) else x, tree)
+def fill_empty(tree):
+    """`tree` with each zero-size leaf replaced by one element of its dtype: orbax refuses to save
+    an array without elements (NAVIX's states without doors hold some, MuJoCo Playground's
+    `data.act` of a model without actuator state). The tree keeps its structure, so a state
+    without such leaves is saved exactly as before."""
+    return jax.tree.map(lambda x: np.zeros((1,), x.dtype) if _empty(x) else x, tree)
 
 
-def restore_empty(tree, like, shardings=None):
-    """Inverse of `drop_empty`: the None leaves of `tree` become zero-size arrays shaped like `like`'s."""
-    leaves, treedef = jax.tree.flatten(like)
-    restored = jax.tree.flatten(tree, is_leaf=lambda x: x is None)[0]
-    placements = jax.tree.leaves(shardings) if shardings is not None else [None] * len(leaves)
-    filled = [jax.device_put(jnp.zeros(np.shape(ref), ref.dtype), where) if got is None else got
-              for got, ref, where in zip(restored, leaves, placements)]
-    return jax.tree.unflatten(treedef, filled)
+def fill_empty_abstract(abstract):
+    """`fill_empty` for the abstract tree a restore reads into (the placeholder on this process's
+    first device)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((1,), x.dtype, sharding=device) if _empty(x) else x, abstract)
+
+
+def restore_empty(tree, abstract):
+    """Inverse of `fill_empty`: the placeholders become zero-size arrays again, shaped (and
+    placed, when `abstract` carries shardings) as `abstract`'s leaves."""
+
+    def restore(got, ref):
+        if not _empty(ref):
+            return got
+        zeros = jnp.zeros(ref.shape, ref.dtype)
+        return jax.device_put(zeros, ref.sharding) if getattr(ref, "sharding", None) is not None else zeros
+
+    return jax.tree.map(restore, tree, abstract)
 
 
 class Checkpoints:
@@ -67,7 +79,7 @@ class Checkpoints:
             self.manager.delete(step)
         self.manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(drop_empty(keys_to_data(state))),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(fill_empty(keys_to_data(state))),
                                     record=ocp.args.JsonSave(record)),
             force=True,
         )
@@ -94,10 +106,10 @@ class Checkpoints:
             try:
                 restored = self.manager.restore(
                     step,
-                    args=ocp.args.Composite(state=ocp.args.StandardRestore(drop_empty(abstract)),
+                    args=ocp.args.Composite(state=ocp.args.StandardRestore(fill_empty_abstract(abstract)),
                                             record=ocp.args.JsonRestore()),
                 )
-                state = data_to_keys(restore_empty(restored["state"], abstract, shardings), like, impl)
+                state = data_to_keys(restore_empty(restored["state"], abstract), like, impl)
                 if not all(np.shape(a) == np.shape(b) for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(like))):
                     raise ValueError("shapes differ from the run's state")
                 return step, state, restored["record"]
