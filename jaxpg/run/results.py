@@ -1,7 +1,9 @@
 """Describing a run: versions, device, learning-curve plots."""
 
+import contextlib
 import os
 import platform
+import warnings
 from importlib import metadata
 
 import jax
@@ -40,6 +42,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+@contextlib.contextmanager
+def _no_episode_yet():
+    """Silences numpy's warnings for iterations where no seed has finished an episode yet (their
+    return is NaN, a gap in the curve): long episodes (brax, Playground) start that way."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
     """Mean episode return over seeds against env steps, with min-max and +-1 std bands."""
     import matplotlib
@@ -49,9 +60,11 @@ def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
 
     returns = np.asarray(metrics["episode_return"])
     steps = np.asarray(metrics["env_steps"])[0]
-    mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
+    with _no_episode_yet():
+        mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
+        low, high = np.nanmin(returns, axis=0), np.nanmax(returns, axis=0)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.fill_between(steps, np.nanmin(returns, axis=0), np.nanmax(returns, axis=0), alpha=0.15, label="min-max")
+    ax.fill_between(steps, low, high, alpha=0.15, label="min-max")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3, label="mean +- std")
     ax.plot(steps, mean, label=f"mean of {returns.shape[0]} seeds")
     ax.set_xlabel("environment steps (per seed)")
@@ -79,7 +92,8 @@ def plot_runs(path: str, runs: list) -> None:
     for label, metrics in runs:
         returns = np.asarray(metrics["episode_return"], np.float64)
         steps = np.asarray(metrics["env_steps"])[0]
-        mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
+        with _no_episode_yet():
+            mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
         ax.plot(steps, mean, label=f"{label} ({returns.shape[0]} seeds)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("environment steps (per seed)")
