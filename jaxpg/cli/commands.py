@@ -72,6 +72,22 @@ def _add_process_options(parser):
                              f"${compile_cache.ENV_VAR} or ~/.cache/jaxpg/xla)")
 
 
+def _add_many_runs_options(parser, verb: str, set_help: str, per: str) -> None:
+    """The flags `jaxpg sweep` and `jaxpg pbt` share: trainer and environment options, the
+    preset, evaluation, the output folder and resuming it, the run options, the process flags."""
+    parser.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
+                        metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment, default=[],
+                        metavar="KEY=VALUE", help="environment option for envs.make")
+    parser.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
+    parser.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
+                        help=f"evaluation episodes {per} (the same protocol as train)")
+    parser.add_argument("--out", default=None, help=f"output folder (default runs/{verb}-ENV-ALGO)")
+    parser.add_argument("--resume", action="store_true", help=f"continue the {verb} in --out from its checkpoint")
+    run_options.add_flags(parser)
+    _add_process_options(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxpg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -119,18 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "length=0.5,1.0 on CartPole); one it never reads is refused")
     sweep.add_argument("--seeds", type=int, default=4, help="seeds per setting (the same seeds for every setting)")
     sweep.add_argument("--seed", type=int, default=0)
-    sweep.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
-                       metavar="KEY=VALUE", help="a trainer option fixed across the sweep")
-    sweep.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment, default=[],
-                       metavar="KEY=VALUE", help="environment option for envs.make")
-    sweep.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
     sweep.add_argument("--threshold", type=float, default=None, help="training return for steps-to-threshold")
-    sweep.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
-                       help="evaluation episodes per seed and setting (the same protocol as train)")
-    sweep.add_argument("--out", default=None, help="output folder (default runs/sweep-ENV-ALGO)")
-    sweep.add_argument("--resume", action="store_true", help="continue the sweep in --out from its checkpoint")
-    run_options.add_flags(sweep)
-    _add_process_options(sweep)
+    _add_many_runs_options(sweep, "sweep", "a trainer option fixed across the sweep", "per seed and setting")
     pbt = commands.add_parser("pbt", help="population-based training: exploit and explore between chunks")
     pbt.add_argument("env", help="environment id")
     pbt.add_argument("--algo", default="ppo", help=f"one of {', '.join(jaxpg.ALGORITHMS)}")
@@ -145,17 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="chance an explored value is drawn afresh instead of perturbed by 0.8 or 1.25")
     pbt.add_argument("--seeds", type=int, default=1, help="independent populations trained together (vmapped)")
     pbt.add_argument("--seed", type=int, default=0, help="base PRNG seed (members, draws, exploit steps)")
-    pbt.add_argument("--set", dest="options", action="append", type=parse_assignment, default=[],
-                     metavar="KEY=VALUE", help="a trainer option shared by every member")
-    pbt.add_argument("--env-set", dest="env_options", action="append", type=parse_assignment, default=[],
-                     metavar="KEY=VALUE", help="environment option for envs.make")
-    pbt.add_argument("--no-preset", action="store_true", help="start from the algorithm's defaults")
-    pbt.add_argument("--eval-episodes", type=int, default=DEFAULT_EPISODES,
-                     help="evaluation episodes per member after training (the protocol of train)")
-    pbt.add_argument("--out", default=None, help="output folder (default runs/pbt-ENV-ALGO)")
-    pbt.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    run_options.add_flags(pbt)
-    _add_process_options(pbt)
+    _add_many_runs_options(pbt, "pbt", "a trainer option shared by every member", "per member")
     plot = commands.add_parser("plot", help="overlay the learning curves of runs")
     plot.add_argument("dirs", nargs="+")
     plot.add_argument("--out", required=True, help="PNG file to write")

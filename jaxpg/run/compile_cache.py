@@ -46,21 +46,26 @@ def enabled(directory: str | None = None, on: bool = True):
             jax.config.update(name, value)
 
 
-class CacheHits:
-    """Counts persistent-cache hits and misses from JAX's monitoring events while alive."""
+class ProcessListener:
+    """One instance per process of a listener to JAX's monitoring events (`get()`): JAX has no
+    way to unregister a listener, so the first one made serves the whole process."""
 
-    _instance = None
+    @classmethod
+    def get(cls):
+        if cls.__dict__.get("_instance") is None:  # one per subclass
+            cls._instance = cls()
+            cls._instance.register()
+        return cls._instance
+
+
+class CacheHits(ProcessListener):
+    """Counts persistent-cache hits and misses from JAX's monitoring events while alive."""
 
     def __init__(self):
         self.hits = self.misses = 0
 
-    @classmethod
-    def get(cls) -> "CacheHits":
-        # JAX has no way to unregister a listener, so one counter serves the whole process.
-        if cls._instance is None:
-            cls._instance = cls()
-            jax.monitoring.register_event_listener(cls._instance._on_event)
-        return cls._instance
+    def register(self) -> None:
+        jax.monitoring.register_event_listener(self._on_event)
 
     def _on_event(self, event: str, **kwargs) -> None:
         if event == "/jax/compilation_cache/cache_hits":
@@ -82,21 +87,15 @@ COMPILE_EVENTS = {
 }
 
 
-class CompileLog:
+class CompileLog(ProcessListener):
     """Records, while alive, each program's trace, lower and compile seconds as JAX reports them
     (`[{"program", "stage", "seconds"}]`, in order), for `summary.json` and benchmarks/latency.py."""
-
-    _instance = None
 
     def __init__(self):
         self.events = []
 
-    @classmethod
-    def get(cls) -> "CompileLog":
-        if cls._instance is None:
-            cls._instance = cls()
-            jax.monitoring.register_event_duration_secs_listener(cls._instance._on_duration)
-        return cls._instance
+    def register(self) -> None:
+        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
 
     def _on_duration(self, event: str, duration: float, **kwargs) -> None:
         if event in COMPILE_EVENTS:
