@@ -217,7 +217,7 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
     def do_rollout(params, env_state, obs, key):
         return trainer.collect(state.replace(params=params), trainer.env_params, env_state, obs, key, NUM_STEPS)
 
-    (_, _), batch = jax.jit(do_rollout)(state.params, state.env_state, state.obs, state.key)
+    (_, _, _), batch = jax.jit(do_rollout)(state.params, state.env_state, state.obs, state.key)
 
     def do_advantages(params, batch):
         dones = (batch.terminated | batch.truncated).astype(jnp.float32)
@@ -259,7 +259,7 @@ def profile_iteration(trainer, reps: int, rounds: int, seed: int = 0,
     # depends on the carry (nothing is loop-invariant, so XLA cannot hoist it).
     def rollout_piece(c):
         env_state, obs, key, _ = c
-        (env_state, obs), new_batch = do_rollout(state.params, env_state, obs, key)
+        (env_state, obs, _), new_batch = do_rollout(state.params, env_state, obs, key)
         return env_state, obs, jax.random.fold_in(key, 1), new_batch
 
     def advantages_piece(c):
