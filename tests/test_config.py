@@ -85,8 +85,9 @@ def test_the_trainer_steps_by_its_schedule_and_reports_it():
     np.testing.assert_allclose(metrics["learning_rate"], expected, rtol=1e-4)
 
 
-def test_every_preset_builds_and_is_found_for_its_environment():
-    for (name, algo), preset in presets.PRESETS.items():
+def check_presets_build(chosen):
+    """Each preset builds, every option it sets reaches the trainer, and it is found for its env."""
+    for (name, algo), preset in chosen:
         env, params = envs.make(preset.env_id, **preset.env_options)
         trainer = jaxpg.make_trainer(algo, env, params, preset=name)
         for option, value in preset.options.items():  # every option the preset sets reaches the trainer
@@ -96,6 +97,12 @@ def test_every_preset_builds_and_is_found_for_its_environment():
                 given = tuple(value) if isinstance(value, list) else value
                 assert getattr(trainer.config, option) == given, (name, option)
         assert presets.find(preset.env_id, algo, preset.env_options) is preset
+
+
+def test_every_preset_builds_and_is_found_for_its_environment():
+    # Other suites' presets build under -m integration: making their environments imports brax,
+    # MuJoCo and the rest (about 14 CPU-s), which the unit tier's 3 minutes cannot spare.
+    check_presets_build([(k, p) for k, p in presets.PRESETS.items() if ":" not in p.env_id])
     assert presets.find("LQR-v0", "ppo", {"state_dim": 2}) is None
     assert presets.find("SearchRanking-v0", "ppo", {"n_products": 100}).name == "SearchRanking-v0"
     # A token task's width counts with its default (2 digits for Addition-v0), however given.
@@ -107,3 +114,11 @@ def test_every_preset_builds_and_is_found_for_its_environment():
         presets.get("Nope", "ppo")
     override = jaxpg.make_trainer("ppo", *envs.make("Acrobot-v1"), preset="Acrobot-v1", lr=5e-4)
     assert float(override.hparams["lr"]) == np.float32(5e-4) and override.config.num_steps == 64
+
+
+@pytest.mark.integration
+def test_every_other_suites_preset_builds_and_is_found_for_its_environment():
+    installed = set(envs.suites())
+    chosen = [(k, p) for k, p in presets.PRESETS.items() if ":" in p.env_id and p.env_id.split(":")[0] in installed]
+    assert chosen
+    check_presets_build(chosen)
