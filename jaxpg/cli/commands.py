@@ -291,7 +291,7 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
         return 3
     report = dict(fitted.report, wall_seconds=time.perf_counter() - started, compile_cache_dir=cache_dir,
                   num_processes=jax.process_count(),
-                  timeline={"command_start": COMMAND_STARTED[0], "fit_start": fit_start, "fit_end": time.time()})
+                  timeline={"command_start": _command_started, "fit_start": fit_start, "fit_end": time.time()})
     # Evaluation runs on each process's own device from a host copy (every process takes part in
     # the gather); process 0 alone writes and prints.
     state = host_copy(state)
@@ -556,11 +556,12 @@ COMMANDS = {"train": train_command, "resume": resume_command, "eval": eval_comma
 
 
 # When the command began (after Python started and the imports above): the start of its timeline.
-COMMAND_STARTED = [None]
+_command_started = None
 
 
 def main(argv=None) -> int:
-    COMMAND_STARTED[0] = time.time()
+    global _command_started
+    _command_started = time.time()
     compile_cache.CompileLog.get()
     args = build_parser().parse_args(argv)
     try:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.run.fit import _run_hparams, fit
+from jaxpg.run.fit import fit
 from jaxpg.run.options import RunOptions
 from jaxpg.run.sharding import host_copy, is_main_process
 
@@ -217,14 +217,13 @@ def pbt(trainer, keys, explore: dict, ready_every: int, *, populations: int = 1,
     check_options(num_runs, populations, explore, ready_every, total, truncation, perturb, resample_probability,
                   run_options.checkpoint_every, run_options.chunk_size, fitness_window)
     hparams = {**initial_values(explore, num_runs, seed), **(hparams or {})}
-    start_hparams, _ = _run_hparams(trainer, hparams, num_runs)
     step_fn = jax.jit(lambda state, fit_values, key: exploit_and_explore(
         trainer, state, fit_values, key, explore, populations, truncation, tuple(perturb), resample_probability))
     compiled = {}
     base_key = jax.random.key(seed)
 
     lineage = {"iteration": [0], "parent": [np.arange(num_runs)], "fitness": [np.full(num_runs, np.nan, np.float32)],
-               **{name: [np.broadcast_to(np.asarray(start_hparams[name]), (num_runs,))] for name in explore}}
+               **{name: [np.broadcast_to(np.asarray(hparams[name], np.float32), (num_runs,))] for name in explore}}
     window, timing = [], {"exploit_seconds": 0.0, "exploit_compile_seconds": 0.0}
     lineage_path = os.path.join(out, LINEAGE_FILE) if out is not None else None
 
@@ -252,12 +251,14 @@ def pbt(trainer, keys, explore: dict, ready_every: int, *, populations: int = 1,
             timing["exploit_compile_seconds"] += time.perf_counter() - compile_started
             started = time.perf_counter()
         state, parents = compiled["step"](*arguments)
-        parents = host_copy(parents)[:num_runs]
+        # One transfer to the host for the lineage: the parents and the explored values.
+        parents, explored = host_copy((parents, {name: state.hparams[name] for name in explore}))
+        parents = parents[:num_runs]
         lineage["iteration"].append(done)
         lineage["parent"].append(parents)
         lineage["fitness"].append(values)
         for name in explore:
-            lineage[name].append(host_copy(state.hparams[name])[:num_runs])
+            lineage[name].append(explored[name][:num_runs])
         if lineage_path and is_main_process():
             _write_lineage(lineage_path, lineage, explore)
         timing["exploit_seconds"] += time.perf_counter() - started
