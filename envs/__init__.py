@@ -9,7 +9,7 @@ the installed ones.
 
 import importlib
 
-import gymnax
+from envs.gymnax_api import gymnax
 
 # id -> module that defines `make(**overrides) -> (env, env_params)`. Modules load lazily so
 # that `import envs` stays cheap and a broken optional environment cannot break the others.

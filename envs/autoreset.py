@@ -20,7 +20,8 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import environment
+
+from envs.gymnax_api import environment
 
 
 class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TEnvParams]):

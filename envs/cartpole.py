@@ -12,7 +12,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import environment, spaces
+
+from envs.gymnax_api import environment, spaces
 
 from .autoreset import AutoResetEnv
 

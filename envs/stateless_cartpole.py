@@ -11,9 +11,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs import cartpole
+from envs.gymnax_api import spaces
 
 # Indices into CartPole's observation (x, x_dot, theta, theta_dot).
 OBSERVED = (0, 2)

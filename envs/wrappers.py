@@ -14,8 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
-from gymnax.wrappers.purerl import GymnaxWrapper
+
+from envs.gymnax_api import GymnaxWrapper, spaces
 
 
 @struct.dataclass

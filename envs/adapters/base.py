@@ -10,9 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import environment
 
 from envs.autoreset import AutoResetEnv
+from envs.gymnax_api import environment
 
 
 @struct.dataclass

@@ -11,9 +11,9 @@ omitted), `max_steps_in_episode`, and any keyword brax's environment class accep
 """
 
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs.adapters.base import SuiteEnv, TimeLimitParams, counted_step, start
+from envs.gymnax_api import spaces
 
 
 class BraxStateEnv(SuiteEnv):

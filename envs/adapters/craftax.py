@@ -12,9 +12,9 @@ step under `vmap`) and resets only where an episode ended.
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs.adapters.base import SuiteEnv, TimeLimitParams, start
+from envs.gymnax_api import spaces
 
 NO_LIMIT = jnp.iinfo(jnp.int32).max
 

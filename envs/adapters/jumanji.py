@@ -14,9 +14,9 @@ NamedTuples as dicts of their fields with their dtypes (Snake: `grid`, `step_cou
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs.adapters.base import SuiteEnv, SuiteParams, start
+from envs.gymnax_api import spaces
 
 LAST = 2  # dm_env's StepType.LAST
 

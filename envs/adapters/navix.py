@@ -13,9 +13,9 @@ Observations are NAVIX's (a uint8 grid for the default observation function).
 """
 
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs.adapters.base import SuiteEnv, TimeLimitParams, counted_step, start
+from envs.gymnax_api import spaces
 
 NO_LIMIT = 2**31 - 1  # NAVIX's own limit, lifted: the adapter counts the steps
 

@@ -9,9 +9,9 @@ adapter's auto-reset does. Observations are the suite's uint8 grid view.
 """
 
 import jax.numpy as jnp
-from gymnax.environments import spaces
 
 from envs.adapters.base import SuiteEnv, TimeLimitParams, start
+from envs.gymnax_api import spaces
 
 LAST = 2  # xminigrid.types.StepType.LAST
 

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import environment, spaces
+
+from envs.gymnax_api import environment, spaces
 
 from ..autoreset import AutoResetEnv
 from ..episodes import episode_returns

@@ -17,7 +17,7 @@ from flax import struct
 
 from envs.wrappers import TimeLimit
 from jaxpg.algos.config import Config
-from jaxpg.core import observations
+from jaxpg.core import compile_options, observations, threefry_cpu
 from jaxpg.core.distributions import make_action_head
 from jaxpg.core.networks import PolicyNetwork, ValueNetwork, image_leaves
 from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
@@ -174,7 +174,11 @@ class Trainer:
         # Either network recurrent: updates re-read whole sequences (`rollout_outputs`,
         # `rollout_values`) from the carries stored at the rollout's start.
         self.sequential = self.recurrent or is_recurrent(self.value_net)
+        threefry_cpu.install()  # every random call site one kernel on a CPU, not a loop (compile time)
         self._init_jit = jax.jit(self._init)
+        # Called on its own, initialisation compiles for compile speed (`compile_options`);
+        # inside a user's traced program it is part of that program and compiles with it.
+        self._init_alone = jax.jit(self._init, compiler_options=compile_options.run_once())
         self._step_jit = jax.jit(self._step)
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
         self._train_jit = jax.jit(self._train)
@@ -504,7 +508,9 @@ class Trainer:
     def init(self, key, hparams=None, env_params=None) -> TrainState:
         """A fresh `TrainState` for PRNG key `key`, (merged) hyperparameters and env params
         (default: the trainer's)."""
-        return self._init_jit(key, self.resolve_hparams(hparams), self._env_params(env_params))
+        args = (key, self.resolve_hparams(hparams), self._env_params(env_params))
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
+        return (self._init_jit if traced else self._init_alone)(*args)
 
     def _env_params(self, env_params):
         return self.env_params if env_params is None else env_params

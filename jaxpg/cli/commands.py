@@ -24,8 +24,8 @@ from jaxpg.presets.references import references, score_policies
 from jaxpg.run import compile_cache, results
 from jaxpg.run import options as run_options
 from jaxpg.run.checkpoint import Checkpoints
+from jaxpg.run.fit import compile_evaluation, evaluation_keys
 from jaxpg.run.fit import evaluate_runs as evaluate_seeds
-from jaxpg.run.fit import evaluation_keys
 from jaxpg.run.sharding import host_copy, is_main_process
 
 RUN_FILE = "run.json"
@@ -283,6 +283,9 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
     try:
         # The run's options as saved, with what this command line may change on resume.
         options = {**spec["run_options"], **run_options.from_args(args, RESUME_OPTIONS)}
+        if is_main_process():  # evaluation compiles beside training, not after it
+            compile_evaluation(trainer, keys, spec["base_seed"], spec["eval_episodes"],
+                               deterministic=eval_deterministic(spec))
         fitted = jaxpg.fit(trainer, keys, out=out, resume=resume, allow_changes=allow_changes, record=record,
                            on_start=on_start, **options)
         state, metrics = fitted

@@ -26,7 +26,8 @@ import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gymnax.environments import spaces
+
+from envs.gymnax_api import spaces
 
 DISTRIBUTIONS = ("categorical", "gaussian", "fixed_std_gaussian", "squashed_gaussian", "beta")
 CONTINUOUS = DISTRIBUTIONS[1:]

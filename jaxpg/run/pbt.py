@@ -349,13 +349,11 @@ def table(lineage: dict, names, population: int, final_train, evaluation) -> str
 def plot(path: str, lineage: dict, metrics: dict, explore: dict, populations: int = 1) -> None:
     """`pbt.png`: each explored hyperparameter of the surviving lineages over the iterations (one
     line per final member, following its ancestry), and every member's training return."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     names = list(explore)
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(5 * (len(names) + 1), 3.8), squeeze=False)
+    fig = Figure(figsize=(5 * (len(names) + 1), 3.8))
+    axes = fig.subplots(1, len(names) + 1, squeeze=False)
     iterations = np.asarray(lineage["iteration"])
     num_runs = len(lineage["parent"][0])
     end = int(np.max(metrics["iteration"])) + 1 if metrics and "iteration" in metrics else iterations[-1]
@@ -381,4 +379,3 @@ def plot(path: str, lineage: dict, metrics: dict, explore: dict, populations: in
     ax.set_title(f"{num_runs} members" + (f" in {populations} populations" if populations > 1 else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

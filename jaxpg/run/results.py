@@ -53,17 +53,15 @@ def _no_episode_yet():
 
 def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
     """Mean episode return over seeds against env steps, with min-max and +-1 std bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: 0.5 s less to import, no global figure state
 
     returns = np.asarray(metrics["episode_return"])
     steps = np.asarray(metrics["env_steps"])[0]
     with _no_episode_yet():
         mean, std = np.nanmean(returns, axis=0), np.nanstd(returns, axis=0)
         low, high = np.nanmin(returns, axis=0), np.nanmax(returns, axis=0)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.fill_between(steps, low, high, alpha=0.15, label="min-max")
     ax.fill_between(steps, mean - std, mean + std, alpha=0.3, label="mean +- std")
     ax.plot(steps, mean, label=f"mean of {returns.shape[0]} seeds")
@@ -73,7 +71,6 @@ def plot_learning_curve(path: str, metrics: dict, title: str) -> None:
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_runs(path: str, runs: list) -> None:
@@ -83,12 +80,10 @@ def plot_runs(path: str, runs: list) -> None:
       path: PNG to write.
       runs: `(label, metrics)` pairs, metrics as `jaxpg.fit` returns them (`(R, rows)` arrays).
     """
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for label, metrics in runs:
         returns = np.asarray(metrics["episode_return"], np.float64)
         steps = np.asarray(metrics["env_steps"])[0]
@@ -101,4 +96,3 @@ def plot_runs(path: str, runs: list) -> None:
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
