@@ -3,7 +3,9 @@ programs against how fast those programs then run, one option set per row.
 
 The test tiers compile with LLVM's optimisations off and with XLA:CPU's older kernel emitter
 (tests/conftest.py); users compile with XLA's defaults. This measures both sides of that choice
-for PPO and REINFORCE (each at its CartPole-v1 preset, one seed): the compile of `train` (the
+for PPO and REINFORCE (each at its CartPole-v1 preset, one seed), and how Threefry is lowered on the
+CPU (JAX's 5-step loop per call site, or unrolled, which jaxpg's trainers use: the
+`jaxpg.core.threefry_cpu` docstring): the compile of `train` (the
 whole run as one program), and the steady speed of `iterate` (a chunk of iterations) compiled
 with the same options. Every program is compiled ahead of time with per-compile options, so one
 process measures every row. The persistent compilation cache is not turned on here (jaxpg's CLI
@@ -21,14 +23,20 @@ import jax
 import envs
 import jaxpg
 from benchmarks import common
+from jaxpg.core import threefry_cpu
 
+# name -> (XLA compiler options, Threefry unrolled on the CPU: jaxpg.core.threefry_cpu)
 OPTION_SETS = {
-    "XLA defaults (users)": {},
-    "fusion emitter off": {"xla_cpu_use_fusion_emitters": False},
-    "LLVM -O0": {"xla_backend_optimization_level": 0},
-    "-O0, fusion emitter off (test tiers)": {"xla_backend_optimization_level": 0,
-                                             "xla_cpu_use_fusion_emitters": False},
+    "XLA defaults, Threefry unrolled (users)": ({}, True),
+    "XLA defaults, JAX's Threefry loops": ({}, False),
+    "fusion emitter off": ({"xla_cpu_use_fusion_emitters": False}, True),
+    "LLVM -O0": ({"xla_backend_optimization_level": 0}, True),
+    "-O0, fusion emitter off, Threefry loops (test tiers)": ({"xla_backend_optimization_level": 0,
+                                                             "xla_cpu_use_fusion_emitters": False}, False),
+    "-O0, fusion emitter off, Threefry unrolled": ({"xla_backend_optimization_level": 0,
+                                                   "xla_cpu_use_fusion_emitters": False}, True),
 }
+DEFAULTS = "XLA defaults, Threefry unrolled (users)"
 CHUNK = 16  # iterations per timed `iterate` call
 
 
@@ -41,7 +49,9 @@ def measure(algo: str, rounds: int) -> dict:
     key = jax.random.key(0)
     state = trainer.init(key)
     compile_s, calls = {}, {}
-    for name, options in OPTION_SETS.items():
+    for name, (options, unrolled) in OPTION_SETS.items():
+        threefry_cpu.use_unrolled(unrolled)  # picked when a program is lowered, so set before each
+        jax.clear_caches()
         # A fresh function each compile, so the in-memory cache serves nothing.
         compile_s[name] = [common.compile_ahead(lambda k: trainer.train(k), key, **options)[1]
                            for _ in range(rounds)]
@@ -50,7 +60,9 @@ def measure(algo: str, rounds: int) -> dict:
         print(f"  {algo}, {name}: train compiles in {statistics.median(compile_s[name]):.1f} s", flush=True)
     timing = common.alternate(calls, repeats=5, warmup=1)
     steps = CHUNK * trainer.steps_per_iteration
-    return {name: {"options": OPTION_SETS[name], "compile_s": compile_s[name], "iterate_s": timing["times"][name],
+    threefry_cpu.use_unrolled(True)
+    return {name: {"options": OPTION_SETS[name][0], "threefry_unrolled": OPTION_SETS[name][1],
+                   "compile_s": compile_s[name], "iterate_s": timing["times"][name],
                    "env_steps_per_s": steps / timing["median"][name], "run_time_ratio": timing["ratio"][name]}
             for name in OPTION_SETS}
 
@@ -62,7 +74,7 @@ def main(argv=None) -> int:
     rows, results = [], {}
     for algo in ["ppo"] if args.quick else ["ppo", "reinforce"]:
         results[algo] = measure(algo, rounds)
-        base = statistics.median(results[algo]["XLA defaults (users)"]["compile_s"])
+        base = statistics.median(results[algo][DEFAULTS]["compile_s"])
         for name, result in results[algo].items():
             compile_s = statistics.median(result["compile_s"])
             rows.append([algo, name, f"{compile_s:.1f}", f"{base / compile_s:.2f}x",

@@ -5,8 +5,14 @@ on a private, empty compile cache (cold, then warm). From the outside: seconds t
 of output and to exit. From the run's `summary.json` (`timeline`, `compile_events`,
 `after_training`): start-up (Python and the imports, to the command's start), building the
 environment and trainer (SFT included where a preset has it), each program's trace + lower +
-compile seconds as JAX reports them (init, chunk, evaluation, the rest), training, and the time
-after training (evaluation with the references, the plot, files and exit).
+compile seconds as JAX reports them (init, chunk, evaluation, the rest), the seconds `fit` waited
+on compiling (the evaluation program compiles beside it in a thread, so the programs' seconds can
+add up to more than the wait), training, and the time after training (evaluation with the
+references, the plot, files and exit).
+
+    python -m benchmarks.latency --quick --checkout /path/to/other/checkout --out before.json
+
+measures another checkout's `jaxpg` the same way (before and after a change, on one machine).
 
     python -m benchmarks.latency --quick                 # CartPole-v1 PPO at 1 and 4 seeds
     python -m benchmarks.latency                         # every preset at 1 and 4 seeds
@@ -28,13 +34,16 @@ from jaxpg import presets
 PROGRAMS = {"jit(_init)": "init", "jit(chunk)": "chunk", "jit(evaluation)": "evaluation"}
 
 
-def run_once(env_id, algo, seeds, cache, work) -> dict:
+def run_once(env_id, algo, seeds, cache, work, checkout=None, env_options=None) -> dict:
     out = tempfile.mkdtemp(dir=work)
     command = [sys.executable, "-m", "jaxpg.cli", "train", env_id, "--algo", algo, "--seeds", str(seeds),
                "--no-progress", "--out", out]
+    for name, value in (env_options or {}).items():  # `jaxpg train` finds such a preset from its options
+        command += ["--env-set", f"{name}={value}"]
     launched = time.time()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "JAXPG_COMPILATION_CACHE": cache})
+                               env={**os.environ, "JAXPG_COMPILATION_CACHE": cache,
+                                    **({"PYTHONPATH": checkout} if checkout else {})}, cwd=checkout)
     first_line = process.stdout.readline()
     first_output = time.time() - launched
     rest, errors = process.communicate()
@@ -50,22 +59,29 @@ def run_once(env_id, algo, seeds, cache, work) -> dict:
     return {
         "to_first_output": first_output, "wall": exited - launched,
         "startup": timeline["command_start"] - launched, "build": timeline["fit_start"] - timeline["command_start"],
-        "compile": compile_by_program, "training": summary["run_seconds"],
+        "compile": compile_by_program, "compile_in_fit": summary["compile_seconds"], "training": summary["run_seconds"],
         "after_training": exited - timeline["fit_end"], "after_training_parts": summary["after_training"],
         "compile_cache_hits": summary["compile_cache_hits"], "eval_return_mean": summary["eval_return_mean"],
         "first_line": first_line.strip(), "last_line": rest.strip().splitlines()[-2] if rest.strip() else "",
     }
 
 
+def commit_of(folder: str) -> str:
+    done = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return done.stdout.strip() + (" (modified)" if dirty else "") if done.returncode == 0 else folder
+
+
 def table(rows) -> str:
     headers = ["preset", "seeds", "cache", "to first output", "start-up", "build", "compile: init", "chunk",
-               "evaluation", "other", "training", "after training", "launch to exit"]
+               "evaluation", "other", "fit's compile wait", "training", "after training", "launch to exit"]
     cells = []
     for r in rows:
         c = r["compile"]
         cells.append([r["preset"], r["seeds"], r["cache"], *(f"{r[k]:.1f}" for k in ("to_first_output", "startup",
                       "build")), *(f"{c.get(k, 0.0):.1f}" for k in ("init", "chunk", "evaluation", "other")),
-                      f"{r['training']:.1f}", f"{r['after_training']:.1f}", f"{r['wall']:.1f}"])
+                      *(f"{r[k]:.1f}" for k in ("compile_in_fit", "training", "after_training", "wall"))])
     return common.markdown_table(headers, cells)
 
 
@@ -74,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="CartPole-v1 PPO only (about 3 minutes on 2 cores)")
     parser.add_argument("--presets", nargs="+", metavar="NAME/ALGO", help="default: every preset (quick: CartPole PPO)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--checkout", help="run another checkout's jaxpg (its root folder); default this one")
     args = parser.parse_args(argv)
     if args.presets:
         chosen = [presets.get(*name.rsplit("/", 1)) for name in args.presets]
@@ -82,16 +99,15 @@ def main(argv=None) -> int:
     else:
         chosen = list(presets.PRESETS.values())
     info = common.announce("latency: jaxpg train, cold and warm compile cache")
+    info["checkout"] = commit_of(args.checkout or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     rows, work = [], tempfile.mkdtemp()
     for preset in chosen:
-        if preset.env_options:  # `jaxpg train` finds such a preset from its options, not its name
-            print(f"  skipped {preset.name}/{preset.algo}: it needs --env-set options")
-            continue
         for seeds in args.seeds:
             cache = tempfile.mkdtemp(dir=work)
             for state in ("cold", "warm"):
                 row = {"preset": f"{preset.name}/{preset.algo}", "seeds": seeds, "cache": state,
-                       **run_once(preset.env_id, preset.algo, seeds, cache, work)}
+                       **run_once(preset.env_id, preset.algo, seeds, cache, work, args.checkout,
+                                 preset.env_options)}
                 rows.append(row)
                 print(f"  {row['preset']} x {seeds} ({state}): {row['wall']:.1f} s launch to exit, training "
                       f"{row['training']:.1f} s, compile {sum(row['compile'].values()):.1f} s")

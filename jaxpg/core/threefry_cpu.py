@@ -21,18 +21,27 @@ _installed = False
 
 
 def install() -> None:
-    """Registers the unrolled Threefry lowering for the CPU (idempotent)."""
+    """Registers the unrolled Threefry lowering for the CPU, once per process."""
     global _installed
     if _installed:
         return
     _installed = True
     if "--xla_cpu_use_fusion_emitters=false" in os.environ.get("XLA_FLAGS", ""):
         return  # XLA:CPU's older emitter compiles the loops faster (the test tiers' setting)
+    use_unrolled(True)
+
+
+def use_unrolled(unrolled: bool) -> bool:
+    """Lowers Threefry on the CPU unrolled (True) or as JAX's loop (False) in every program lowered
+    from now on (`benchmarks/compile_flags.py` compares them); False if JAX lacks the internals."""
     try:
         from jax._src.interpreters import mlir
         from jax._src.random import threefry2x32
-        unrolled = threefry2x32._threefry2x32_lowering_rule
-        primitive = threefry2x32.threefry2x32_p
+        unrolled_rule = threefry2x32._threefry2x32_lowering_rule
+        loop_rule = threefry2x32._threefry2x32_cpu_lowering_rule
     except (ImportError, AttributeError):  # JAX moved its internals: keep its own lowering
-        return
-    mlir.register_lowering(primitive, unrolled, platform="cpu", inline=False)
+        return False
+    # As JAX registers each: the unrolled form out of line (as on GPUs), the loop inline (its CPU rule).
+    mlir.register_lowering(threefry2x32.threefry2x32_p, unrolled_rule if unrolled else loop_rule, platform="cpu",
+                           inline=not unrolled)
+    return True

@@ -378,13 +378,15 @@ def compile_evaluation(trainer, keys, seed: int, episodes: int, hparams=None, en
     num_runs = keys.shape[0]
     run_hparams, hparam_axes = _run_hparams(trainer, hparams, num_runs)
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
-    like = jax.eval_shape(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)), keys, run_hparams, env_params)
-    # The host copy `evaluate_runs` receives has no weak types and no device placement.
-    like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
     eval_keys = evaluation_keys(seed, num_runs)
     program = _evaluation_program(trainer, episodes, env_axis, deterministic)
-    def compile_it():
+
+    def compile_it():  # tracing too: Python runs here while the main thread waits on XLA
         try:
+            like = jax.eval_shape(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)), keys, run_hparams,
+                                  env_params)
+            # The host copy `evaluate_runs` receives has no weak types and no device placement.
+            like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
             program.lower(like, eval_keys, env_params).compile()
         except Exception:  # noqa: BLE001 - the call in `evaluate_runs` compiles again and reports it
             pass
