@@ -10,9 +10,9 @@ on compiling (the evaluation program compiles beside it in a thread, so the prog
 add up to more than the wait), training, and the time after training (evaluation with the
 references, the plot, files and exit).
 
-    python -m benchmarks.latency --quick --checkout /path/to/other/checkout --out before.json
+    python -m benchmarks.latency --quick --checkouts /path/to/before .
 
-measures another checkout's `jaxpg` the same way (before and after a change, on one machine).
+measures each checkout's `jaxpg` in turn, case by case (before and after a change in one run).
 
     python -m benchmarks.latency --quick                 # CartPole-v1 PPO at 1 and 4 seeds
     python -m benchmarks.latency                         # every preset at 1 and 4 seeds
@@ -74,13 +74,14 @@ def commit_of(folder: str) -> str:
 
 
 def table(rows) -> str:
-    headers = ["preset", "seeds", "cache", "to first output", "start-up", "build", "compile: init", "chunk",
+    headers = ["code", "preset", "seeds", "cache", "to first output", "start-up", "build", "compile: init", "chunk",
                "evaluation", "other", "fit's compile wait", "training", "after training", "launch to exit"]
     cells = []
     for r in rows:
         c = r["compile"]
-        cells.append([r["preset"], r["seeds"], r["cache"], *(f"{r[k]:.1f}" for k in ("to_first_output", "startup",
-                      "build")), *(f"{c.get(k, 0.0):.1f}" for k in ("init", "chunk", "evaluation", "other")),
+        cells.append([r.get("code", ""), r["preset"], r["seeds"], r["cache"],
+                      *(f"{r[k]:.1f}" for k in ("to_first_output", "startup", "build")),
+                      *(f"{c.get(k, 0.0):.1f}" for k in ("init", "chunk", "evaluation", "other")),
                       *(f"{r[k]:.1f}" for k in ("compile_in_fit", "training", "after_training", "wall"))])
     return common.markdown_table(headers, cells)
 
@@ -90,7 +91,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="CartPole-v1 PPO only (about 3 minutes on 2 cores)")
     parser.add_argument("--presets", nargs="+", metavar="NAME/ALGO", help="default: every preset (quick: CartPole PPO)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 4])
-    parser.add_argument("--checkout", help="run another checkout's jaxpg (its root folder); default this one")
+    parser.add_argument("--caches", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
+                        help="compile cache states to run (warm follows a cold run on the same cache)")
+    parser.add_argument("--checkouts", nargs="+", metavar="DIR",
+                        help="checkouts to measure (root folders), in turn for every case: before and after a "
+                             "change in one run; default this one")
     args = parser.parse_args(argv)
     if args.presets:
         chosen = [presets.get(*name.rsplit("/", 1)) for name in args.presets]
@@ -99,20 +104,22 @@ def main(argv=None) -> int:
     else:
         chosen = list(presets.PRESETS.values())
     info = common.announce("latency: jaxpg train, cold and warm compile cache")
-    info["checkout"] = commit_of(args.checkout or os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    checkouts = {commit_of(folder): folder for folder in (args.checkouts or [here])}
+    info["checkouts"] = list(checkouts)
     rows, work = [], tempfile.mkdtemp()
     for preset in chosen:
         for seeds in args.seeds:
-            cache = tempfile.mkdtemp(dir=work)
-            for state in ("cold", "warm"):
-                row = {"preset": f"{preset.name}/{preset.algo}", "seeds": seeds, "cache": state,
-                       **run_once(preset.env_id, preset.algo, seeds, cache, work, args.checkout,
-                                 preset.env_options)}
-                rows.append(row)
-                print(f"  {row['preset']} x {seeds} ({state}): {row['wall']:.1f} s launch to exit, training "
-                      f"{row['training']:.1f} s, compile {sum(row['compile'].values()):.1f} s")
-                common.write_results("latency_quick" if args.quick else "latency", {"machine": info, "rows": rows},
-                                     args.out)
+            for code, folder in checkouts.items():
+                cache = tempfile.mkdtemp(dir=work)
+                for state in args.caches:
+                    row = {"code": code, "preset": f"{preset.name}/{preset.algo}", "seeds": seeds, "cache": state,
+                           **run_once(preset.env_id, preset.algo, seeds, cache, work, folder, preset.env_options)}
+                    rows.append(row)
+                    print(f"  {code}: {row['preset']} x {seeds} ({state}): {row['wall']:.1f} s launch to exit, "
+                          f"training {row['training']:.1f} s, fit's compile wait {row['compile_in_fit']:.1f} s")
+                    common.write_results("latency_quick" if args.quick else "latency",
+                                         {"machine": info, "rows": rows}, args.out)
     print()
     print(table(rows))
     return 0
