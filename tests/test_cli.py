@@ -197,3 +197,21 @@ def test_a_preset_judged_on_sampled_actions_is_evaluated_on_them_by_train_eval_a
     assert eval_deterministic({"preset": "jumanji:Snake-v1", "algo": "ppo"}) is False
     assert eval_deterministic({"preset": "CartPole-v1", "algo": "ppo"}) is True
     assert eval_deterministic({"preset": None, "algo": "ppo"}) is True
+
+
+def test_a_preset_with_an_sft_stage_builds_its_run(monkeypatch, capsys):
+    """`jaxpg train Addition-v0 --env-set num_digits=2` fits the policy to demonstrations before
+    RL (the preset's SFT stage); here with 64 demonstrations and 2 updates instead of its sizes."""
+    import dataclasses
+
+    from jaxpg import presets
+    from jaxpg.cli import commands
+
+    preset = presets.get("Addition-v0-2digits", "grpo")
+    tiny = dataclasses.replace(preset, sft={**preset.sft, "num_demonstrations": 64, "num_updates": 2})
+    monkeypatch.setattr(commands.presets, "get", lambda name, algo: tiny)
+    spec = {"env": "Addition-v0", "env_options": {"num_digits": 2}, "preset": tiny.name, "algo": "grpo",
+            "options": {"total_timesteps": 256}, "base_seed": 0}
+    trainer, built_from = commands.build_run(spec)
+    assert built_from is tiny and trainer._initial_policy_params is not None
+    assert "jaxpg: SFT on 64 demonstrations, 2 updates" in capsys.readouterr().out

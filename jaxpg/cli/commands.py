@@ -176,7 +176,7 @@ def build_run(spec: dict):
     preset = presets.get(spec["preset"], spec["algo"]) if spec["preset"] else None
     trainer = jaxpg.make_trainer(spec["algo"], env, env_params, preset=preset, **spec["options"])
     if preset is not None and preset.sft:
-        from jaxpg.algos.sft import trainer_after_sft
+        from jaxpg.presets.build import trainer_after_sft
 
         started = time.perf_counter()
         trainer, accuracy = trainer_after_sft(spec["algo"], env, env_params, preset, jax.random.key(spec["base_seed"]),
