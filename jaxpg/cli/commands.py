@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -283,9 +284,10 @@ def _run(trainer, spec: dict, out: str, args, resume: bool, allow_changes, cache
     try:
         # The run's options as saved, with what this command line may change on resume.
         options = {**spec["run_options"], **run_options.from_args(args, RESUME_OPTIONS)}
-        if is_main_process():  # evaluation compiles beside training, not after it
+        if is_main_process():  # evaluation compiles, and the references score, beside training
             compile_evaluation(trainer, keys, spec["base_seed"], spec["eval_episodes"],
                                deterministic=eval_deterministic(spec))
+            score_references_beside(trainer, spec["seeds"], spec["base_seed"], spec["eval_episodes"])
         fitted = jaxpg.fit(trainer, keys, out=out, resume=resume, allow_changes=allow_changes, record=record,
                            on_start=on_start, **options)
         state, metrics = fitted
@@ -309,20 +311,41 @@ def say(*args, **kwargs) -> None:
         print(*args, **kwargs)
 
 
+def score_references(trainer, num_runs: int, seed: int, episodes: int):
+    """`(references, their returns)`: the environment's reference values and policies, and each
+    policy's mean return on the evaluation's episodes. Neither depends on the trained state."""
+    found = references(trainer.env, trainer.env_params)
+    scored = score_policies(trainer.env, trainer.env_params, found["policies"], evaluation_keys(seed, num_runs),
+                            episodes)
+    return found, scored
+
+
+def score_references_beside(trainer, num_runs: int, seed: int, episodes: int) -> None:
+    """Starts `score_references` in a thread: its programs compile and run while training's
+    compile and run (SearchRanking's reference policies took 11-14 s after training on 2 cores;
+    benchmarks/latency.py). `evaluate_runs` takes the result."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
+    trainer.__dict__["_references_ahead"] = ((num_runs, seed, episodes),
+                                             pool.submit(score_references, trainer, num_runs, seed, episodes))
+    pool.shutdown(wait=False)
+
+
 def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int, deterministic: bool = True):
     """Per-seed evaluation returns `(R, episodes)` (the protocol `jaxpg sweep` reports too:
     `jaxpg.run.fit.evaluate_runs`; sampled actions where the run's preset judges them so) and
     the references of the environment on the same episodes."""
-    eval_keys = evaluation_keys(seed, num_runs)
     returns = evaluate_seeds(trainer, state, seed, num_runs, episodes, deterministic=deterministic)
-    found = references(trainer.env, trainer.env_params)
+    ahead = trainer.__dict__.pop("_references_ahead", None)
+    if ahead is not None and ahead[0] == (num_runs, seed, episodes):
+        found, reference_returns = ahead[1].result()
+    else:
+        found, reference_returns = score_references(trainer, num_runs, seed, episodes)
     per_seed = []
     for i in range(num_runs):
         one = jax.tree.map(lambda x, i=i: x[i], state)
         # The references score a memoryless policy; a recurrent one is scored by its returns only.
         act = None if trainer.recurrent else (lambda obs, one=one: trainer.act(one, obs, deterministic=True))
         per_seed.append(references(trainer.env, trainer.env_params, act)["values"])
-    reference_returns = score_policies(trainer.env, trainer.env_params, found["policies"], eval_keys, episodes)
     return returns, found["values"], per_seed, reference_returns
 
 
