@@ -27,7 +27,7 @@ import envs
 from jaxpg import presets as preset_table
 from jaxpg.core.evaluate import DEFAULT_EPISODES
 from jaxpg.presets.build import make_trainer
-from jaxpg.run.fit import evaluate_runs, fit
+from jaxpg.run.fit import compile_evaluation, evaluate_runs, fit
 from jaxpg.run.options import RunOptions
 from jaxpg.run.sharding import host_copy, is_main_process
 
@@ -159,12 +159,13 @@ def sweep(env_id: str, algo: str, grid: dict | None = None, random: dict | None 
             lambda x: x if np.shape(x)[:1] == (num_runs,) else np.broadcast_to(x, (num_runs, *np.shape(x))),
             run_env_params)
     record = {"sweep": {"env": env_id, "algo": algo, "settings": settings, "seeds": seeds}}
+    # The protocol of `jaxpg train` (shared code): the same keys per seed, deterministic unless the
+    # preset's criterion samples, each run on its own environment parameters; its program
+    # compiles beside training's.
+    deterministic = getattr(preset, "eval_deterministic", True)
+    compile_evaluation(trainer, keys, seed, eval_episodes, hparams or None, run_env_params, deterministic)
     state, metrics = fit(trainer, keys, hparams or None, run_env_params, out=out, record=record, resume=resume,
                          **run_options)
-
-    # The protocol of `jaxpg train` (shared code): the same keys per seed, deterministic unless the
-    # preset's criterion samples, each run on its own environment parameters.
-    deterministic = getattr(preset, "eval_deterministic", True)
     returns = evaluate_runs(trainer, host_copy(state), seed, seeds, eval_episodes, run_env_params,
                             deterministic).mean(axis=1)
     rows = _rank(settings, seeds, returns, metrics, threshold)
