@@ -80,7 +80,7 @@ def test_evaluation_compiled_ahead_is_the_one_evaluate_runs_calls():
     keys = jax.random.split(jax.random.key(3), 2)
     ahead = jaxpg.make_trainer("ppo", env, env_params, **options)
     state = jax.vmap(ahead.init)(keys)  # what fit would return, untrained
-    fit_module.compile_evaluation(ahead, keys, seed=5, episodes=3).join()
+    fit_module.compile_evaluation(ahead, keys, seed=5, episodes=3).result()
     log = compile_cache.CompileLog.get()
     seen = len(log.events)
     returns = fit_module.evaluate_runs(ahead, jax.device_get(state), 5, 2, 3)

@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import numpy as np
@@ -25,7 +24,7 @@ from jaxpg.presets.references import references, score_policies
 from jaxpg.run import compile_cache, results
 from jaxpg.run import options as run_options
 from jaxpg.run.checkpoint import Checkpoints
-from jaxpg.run.fit import compile_evaluation, evaluation_keys
+from jaxpg.run.fit import beside, compile_evaluation, evaluation_keys
 from jaxpg.run.fit import evaluate_runs as evaluate_seeds
 from jaxpg.run.sharding import host_copy, is_main_process
 
@@ -324,10 +323,9 @@ def score_references_beside(trainer, num_runs: int, seed: int, episodes: int) ->
     """Starts `score_references` in a thread: its programs compile and run while training's
     compile and run (SearchRanking's reference policies took 11-14 s after training on 2 cores;
     benchmarks/latency.py). `evaluate_runs` takes the result."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="references")
     trainer.__dict__["_references_ahead"] = ((num_runs, seed, episodes),
-                                             pool.submit(score_references, trainer, num_runs, seed, episodes))
-    pool.shutdown(wait=False)
+                                             beside(score_references, trainer, num_runs, seed, episodes,
+                                                    name="references"))
 
 
 def evaluate_runs(trainer, state, num_runs: int, seed: int, episodes: int, deterministic: bool = True):

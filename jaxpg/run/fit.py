@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import Future
 
 import jax
 import jax.numpy as jnp
@@ -346,7 +347,7 @@ def evaluate_runs(trainer, state, seed: int, seeds: int, episodes: int, env_para
     env_params, env_axis = _env_axes(trainer, env_params, num_runs)
     pending = trainer.__dict__.pop("_evaluation_compiling", None)
     if pending is not None:
-        pending.join()  # compiling this very program, most likely: wait rather than compile it twice
+        pending.exception()  # compiling this very program, most likely: wait rather than compile it twice
     program = _evaluation_program(trainer, episodes, env_axis, deterministic)
     return np.asarray(program(state, keys, env_params))
 
@@ -364,11 +365,26 @@ def _evaluation_program(trainer, episodes: int, env_axis, deterministic: bool):
     return programs[signature]
 
 
+def beside(fn, *args, name: str) -> Future:
+    """Starts `fn(*args)` in a daemon thread (one that never holds up the process's exit) and
+    returns the future of its result: work that overlaps training instead of following it."""
+    future = Future()
+
+    def work():
+        try:
+            future.set_result(fn(*args))
+        except BaseException as error:  # noqa: BLE001 - handed to whoever asks the future
+            future.set_exception(error)
+
+    threading.Thread(target=work, daemon=True, name=name).start()
+    return future
+
+
 def compile_evaluation(trainer, keys, seed: int, episodes: int, hparams=None, env_params=None,
-                       deterministic=True) -> threading.Thread:
+                       deterministic=True) -> Future:
     """Starts compiling, in a thread, the program `evaluate_runs` will run on the host copy of
-    what `fit(trainer, keys, hparams, env_params)` returns, and returns the thread (a daemon;
-    `evaluate_runs` joins it).
+    what `fit(trainer, keys, hparams, env_params)` returns, and returns its future
+    (`evaluate_runs` waits for it).
 
     The evaluation program compiles beside the training programs instead of after them: on 2
     cores that takes its 2-3 s off the time from training's end to the result (PPO on CartPole,
@@ -382,19 +398,16 @@ def compile_evaluation(trainer, keys, seed: int, episodes: int, hparams=None, en
     program = _evaluation_program(trainer, episodes, env_axis, deterministic)
 
     def compile_it():  # tracing too: Python runs here while the main thread waits on XLA
-        try:
-            like = jax.eval_shape(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)), keys, run_hparams,
-                                  env_params)
-            # The host copy `evaluate_runs` receives has no weak types and no device placement.
-            like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
-            program.lower(like, eval_keys, env_params).compile()
-        except Exception:  # noqa: BLE001 - the call in `evaluate_runs` compiles again and reports it
-            pass
+        like = jax.eval_shape(jax.vmap(trainer._init, in_axes=(0, hparam_axes, env_axis)), keys, run_hparams,
+                              env_params)
+        # The host copy `evaluate_runs` receives has no weak types and no device placement.
+        like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+        program.lower(like, eval_keys, env_params).compile()
+        # A failure stays in the future: the call in `evaluate_runs` compiles again and reports it.
 
-    thread = threading.Thread(target=compile_it, daemon=True, name="compile-evaluation")
-    trainer.__dict__["_evaluation_compiling"] = thread
-    thread.start()
-    return thread
+    future = beside(compile_it, name="compile-evaluation")
+    trainer.__dict__["_evaluation_compiling"] = future
+    return future
 
 
 def _emit(chunk, iterations, metrics_every, total, writer, sinks, in_memory):
