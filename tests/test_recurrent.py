@@ -130,6 +130,45 @@ def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_tha
         carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
 
 
+def test_a_shared_core_reads_the_policys_cell_for_the_value_and_trains_it_with_the_value_loss():
+    """PPO's `shared_core`: one torso and cell for policy and value (one carry); the value read
+    step by step from the policy's carry equals the re-read of a rollout, the update's joint read
+    equals the separate ones, and the value loss's gradient reaches the shared cell."""
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, params, policy="gru", shared_core=True, max_episode_steps=5,
+                                 **SMALL["ppo"])
+    state = trainer.init(jax.random.key(0))
+    # The value's own parameters are its readout's (here one layer: rnn_head_sizes=()).
+    assert state.carry["value"] == () and set(state.params["value"]["params"]) == {"Dense_0"}
+    state = state.replace(carry={"policy": jax.random.normal(jax.random.key(5), state.carry["policy"].shape),
+                                 "value": ()})
+    (_, _, _), batch = trainer.collect(state, params, state.env_state, state.obs, jax.random.key(1), 15,
+                                       carry=state.carry["policy"])
+    values, next_values, value_carry = trainer.rollout_values(state.params, state.obs_stats, batch,
+                                                              trainer.value_carry(state.carry), bootstrap=True)
+    assert value_carry == ()
+    carry, initial = state.carry["policy"], trainer.initial_carry(4)["policy"]
+    assert np.asarray(batch.truncated).sum() >= 8
+    for t in range(batch.reward.shape[0]):
+        carry, value = trainer.value_step(state.params, state.obs_stats, carry, batch.obs[t])
+        _, final_value = trainer.value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
+        np.testing.assert_allclose(values[t], value, atol=1e-5)
+        np.testing.assert_allclose(next_values[t], final_value, atol=1e-5)
+        carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
+    outputs, log_std, joint_values = trainer.rollout_outputs_and_values(state.params, state.obs_stats, batch,
+                                                                        state.carry)
+    np.testing.assert_allclose(trainer.head.log_prob(outputs, log_std, batch.action), batch.log_prob, atol=1e-5)
+    np.testing.assert_allclose(joint_values, values, atol=1e-6)
+    grads = jax.grad(lambda p: trainer.rollout_values(p, state.obs_stats, batch, state.carry["policy"]).sum())(
+        state.params)
+    assert all(np.abs(np.asarray(g)).max() > 0 for g in jax.tree.leaves(grads["policy"]["params"]["core"]))
+    with pytest.raises(ValueError, match="shared_core=True shares a recurrent policy's torso and cell"):
+        jaxpg.make_trainer("ppo", env, params, shared_core=True)
+    with pytest.raises(ValueError, match="accepted with it: policy_network=None and value_network=None"):
+        jaxpg.make_trainer("ppo", env, params, policy="gru", shared_core=True,
+                           value_network=trainer.value_net)
+
+
 # The unit tier proves the mechanics (the reset rule, re-reading, the bootstrap, act, the checks);
 # the equivalences and the learning probes below compile whole training programs (15-65 s each
 # on 2 cores), so they run under -m integration, which .ci/run runs too.
@@ -270,8 +309,13 @@ def test_a_users_recurrent_module_is_carried_and_checked():
 
     env, params = envs.make("CartPole-v1")
     trainer = jaxpg.make_trainer("ppo", env, params, policy_network=Elman(), num_envs=4, num_steps=8)
-    state = jax.eval_shape(trainer.init, jax.random.key(0))
+    state = trainer.init(jax.random.key(0))
     assert trainer.recurrent and state.carry["policy"].shape == (4, 6) and state.carry["value"] == ()
+    # Without `embed`/`recur`/`readout` the module is re-read whole at every step.
+    (_, _, _), batch = trainer.collect(state, params, state.env_state, state.obs, jax.random.key(1), 6,
+                                       carry=state.carry["policy"])
+    outputs, log_std = trainer.rollout_outputs(state.params, state.obs_stats, batch, state.carry["policy"])
+    np.testing.assert_allclose(trainer.head.log_prob(outputs, log_std, batch.action), batch.log_prob, atol=1e-5)
     with pytest.raises(ValueError, match="policy_network answers"):
         jaxpg.make_trainer("ppo", env, params, policy_network=NoLogStd(), num_envs=4, num_steps=8)
 

@@ -18,6 +18,7 @@ from jaxpg.algos.trainer import Trainer, episode_statistics
 from jaxpg.core import losses
 from jaxpg.core.advantages import gae
 from jaxpg.core.normalize import RunningStats
+from jaxpg.core.recurrent import CELLS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,11 @@ class PPOConfig(Config):
     num_minibatches: int = setting(4, "minibatches per epoch; must divide num_envs * num_steps")
     clip_value_loss: bool = setting(True, "clip V's change per update to clip_eps, as PPO2 does", "bool")
     normalize_advantages: bool = setting(True, "standardise advantages per minibatch", "bool")
+    shared_core: bool = setting(
+        False, "policy='gru' or 'lstm': the value head reads the policy's torso and cell (one actor-critic "
+        "with one carry, as PureJaxRL's ActorCriticRNN) instead of a recurrent value network of its own",
+        "bool",
+    )
     normalize_rewards: bool = setting(
         False, "divide rewards by the running std of the discounted return (SB3's VecNormalize)", "bool"
     )
@@ -45,6 +51,11 @@ class PPOConfig(Config):
 
     def validate(self):
         super().validate()
+        if self.shared_core and self.policy not in CELLS:
+            raise ValueError(
+                f"shared_core=True shares a recurrent policy's torso and cell with the value head, and "
+                f"policy={self.policy!r} has none; accepted: policy='gru' or 'lstm' with it"
+            )
         if self.steps_per_iteration % self.num_minibatches:
             raise ValueError(
                 f"num_minibatches={self.num_minibatches} must divide the batch "
@@ -168,7 +179,7 @@ class PPO(Trainer):
         # here, for the whole rollout in one batched call (one scan for a recurrent critic),
         # rather than step by step.
         values, next_values, value_carry = self.rollout_values(
-            state.params, state.obs_stats, batch, state.carry["value"], bootstrap=True
+            state.params, state.obs_stats, batch, self.value_carry(state.carry), bootstrap=True
         )
         advantages, targets = gae(
             rewards, values, next_values, batch.terminated, batch.truncated,

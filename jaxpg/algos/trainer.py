@@ -5,6 +5,7 @@ An algorithm subclasses `Trainer`, declares its options in a `jaxpg.config.Confi
 writes `_iteration(state, env_params) -> (state, metrics)`: one rollout and one update.
 """
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -21,7 +22,7 @@ from jaxpg.core import compile_options, observations, threefry_cpu
 from jaxpg.core.distributions import make_action_head
 from jaxpg.core.networks import PolicyNetwork, ValueNetwork, image_leaves
 from jaxpg.core.normalize import normalize_observation, observation_stats, update_observation_stats
-from jaxpg.core.recurrent import CELLS, RecurrentNetwork, is_recurrent, run_sequence
+from jaxpg.core.recurrent import CELLS, Readout, RecurrentNetwork, is_recurrent, joint_parts, parts, read_sequence
 from jaxpg.core.rollout import rollout
 from jaxpg.core.transformer import from_env
 
@@ -153,6 +154,12 @@ class Trainer:
         self.policy_net, self.value_net = self._default_networks(config, env, env_params, obs_spec)
         if policy_network is not None:
             self.policy_net = policy_network
+        # PPO's `shared_core`: the value head reads the policy's torso and cell, and keeps no carry
+        # of its own (the policy's is the value's).
+        self.shared_core = bool(getattr(config, "shared_core", False))
+        if self.shared_core and (policy_network is not None or value_network is not None):
+            raise ValueError("shared_core=True shares the built-in recurrent policy's cell; accepted with it: "
+                             "policy_network=None and value_network=None")
         if value_network is not None:
             self.value_net = value_network
         if policy_network is not None or value_network is not None:
@@ -234,6 +241,9 @@ class Trainer:
                 self.head.num_outputs, learns_log_std=self.head.learns_log_std,
                 init_log_std=math.log(config.init_std), **recurrent,
             )
+            if getattr(config, "shared_core", False):
+                # Only the value's readout is its own: it reads the policy's cell (`_value_parts`).
+                return policy_net, Readout(None, config.rnn_head_sizes, config.activation)
             return policy_net, RecurrentNetwork(**recurrent)
         policy_net = PolicyNetwork(
             num_outputs=self.head.num_outputs,
@@ -333,6 +343,8 @@ class Trainer:
         return network.initial_carry(self._batch_shape(obs)) if is_recurrent(network) else ()
 
     def _init_network(self, network, key, obs):
+        if network is self.value_net and self.shared_core:  # the readout reads the cell's output
+            return network.init(key, jnp.zeros(self._batch_shape(obs) + (self.config.rnn_hidden_size,)))
         if is_recurrent(network):
             return network.init(key, self._carry_of(network, obs), obs)
         return network.init(key, obs)
@@ -361,12 +373,20 @@ class Trainer:
         a feed-forward network). A categorical head's logits are masked by the observation's
         `action_mask`, where it has one, so every sample, log-prob, entropy and KL term sees only
         the legal actions."""
-        features = normalize_observation(obs_stats, obs) if self.config.normalize_observations else obs
-        carry, (outputs, log_std) = self._apply_network(self.policy_net, params["policy"], features, carry)
+        carry, (outputs, log_std) = self._apply_network(self.policy_net, params["policy"],
+                                                        self._features(obs_stats, obs), carry)
+        return carry, (self._masked(outputs, obs), log_std)
+
+    def _features(self, obs_stats, obs):
+        """What the networks read: `obs`, normalised when `normalize_observations` is set."""
+        return normalize_observation(obs_stats, obs) if self.config.normalize_observations else obs
+
+    def _masked(self, outputs, obs):
+        """A categorical head's logits with `obs`'s illegal actions masked (`policy_step`)."""
         mask = observations.action_mask(obs)
         if mask is not None and self.head.kind == "categorical":
-            outputs = observations.mask_logits(outputs, mask)
-        return carry, (outputs, log_std)
+            return observations.mask_logits(outputs, mask)
+        return outputs
 
     def policy_outputs(self, params, obs_stats, obs):
         """`(outputs, log_std)` of the policy network on `obs` (any leading axes), masked as
@@ -374,14 +394,50 @@ class Trainer:
         return self.policy_step(params, obs_stats, self._carry_of(self.policy_net, obs), obs)[1]
 
     def value_step(self, params, obs_stats, carry, obs):
-        """One step of the value network: `(carry, values)`."""
-        if self.config.normalize_observations:
-            obs = normalize_observation(obs_stats, obs)
-        return self._apply_network(self.value_net, params["value"], obs, carry)
+        """One step of the value network: `(carry, values)` (with `shared_core`, `carry` is the
+        policy's)."""
+        if self.shared_core:
+            embed, recur, readout = self._value_parts(params)
+            carry, h = recur(carry, embed(self._features(obs_stats, obs)))
+            return carry, readout(h)
+        return self._apply_network(self.value_net, params["value"], self._features(obs_stats, obs), carry)
+
+    def _value_parts(self, params):
+        """`shared_core`'s value network in `parts`: the policy's torso and cell, the value's readout."""
+        embed, recur, _ = parts(self.policy_net, params["policy"])
+        return embed, recur, functools.partial(self.value_net.apply, params["value"])
+
+    def value_carry(self, carry: dict):
+        """The value network's carry in a `TrainState.carry`: the policy's with `shared_core`."""
+        return carry["policy"] if self.shared_core else carry["value"]
 
     def value(self, params, obs_stats, obs):
         """V(obs) (any leading axes); a recurrent value network reads `obs` as an episode's first step."""
-        return self.value_step(params, obs_stats, self._carry_of(self.value_net, obs), obs)[1]
+        carrier = self.policy_net if self.shared_core else self.value_net
+        return self.value_step(params, obs_stats, self._carry_of(carrier, obs), obs)[1]
+
+    def _read_rollout(self, params, obs_stats, batch, carries: dict):
+        """Re-reads a rollout `batch` with the recurrent networks named in `carries` (`"policy"`,
+        `"value"` or both, each with its carry at `batch.obs[0]`, None for the initial one), all in
+        one scan under the reset rule: `(carry, outputs, read)`, dicts by name, as
+        `jaxpg.core.recurrent.read_sequence` returns them."""
+        dones = batch.terminated | batch.truncated
+        carrier = {"policy": self.policy_net, "value": self.policy_net if self.shared_core else self.value_net}
+        initial = {name: carrier[name].initial_carry(dones.shape[1:]) for name in carries}
+        carry = {name: initial[name] if c is None else c for name, c in carries.items()}
+        features = self._features(obs_stats, batch.obs)
+        named_parts = {"policy": lambda: parts(self.policy_net, params["policy"]),
+                       "value": lambda: (self._value_parts(params) if self.shared_core
+                                         else parts(self.value_net, params["value"]))}
+        if self.shared_core and set(carries) == {"policy", "value"}:
+            # One cell read for both: the policy's, with both readouts on its outputs.
+            embed, recur, policy_readout = named_parts["policy"]()
+            value_readout = named_parts["value"]()[2]
+            reader = (embed, recur, lambda h: (policy_readout(h), value_readout(h)))
+            carry, (policy, value), read = read_sequence(reader, carry["policy"], features, dones, initial["policy"])
+            return {"policy": carry}, {"policy": policy, "value": value}, {"policy": read}
+        reader = joint_parts({name: named_parts[name]() for name in carries})
+        return read_sequence(reader, carry, {name: features for name in carries}, dones, initial)
 
     def rollout_outputs(self, params, obs_stats, batch, carry=None):
         """`(outputs, log_std)` at every step of a rollout `batch` (a `Transition` (T, N, ...)).
@@ -392,11 +448,9 @@ class Trainer:
         """
         if not is_recurrent(self.policy_net):
             return self.policy_outputs(params, obs_stats, batch.obs)
-        dones = batch.terminated | batch.truncated
-        initial = self.policy_net.initial_carry(dones.shape[1:])
-        step = lambda c, obs: self.policy_step(params, obs_stats, c, obs)
-        _, (outputs, log_std) = run_sequence(step, initial if carry is None else carry, batch.obs, dones, initial)
-        return outputs, log_std[0]  # log_std does not depend on the state
+        _, outputs, _ = self._read_rollout(params, obs_stats, batch, {"policy": carry})
+        outputs, log_std = outputs["policy"]
+        return self._masked(outputs, batch.obs), log_std
 
     def rollout_values(self, params, obs_stats, batch, carry=None, bootstrap=False):
         """V at every step of a rollout `batch`, `(T, N)`, a recurrent value network re-reading
@@ -407,27 +461,19 @@ class Trainer:
         bootstrap a truncation from), and `carry` the value carry after the last step (reset
         where it ended an episode).
         """
-        if not is_recurrent(self.value_net):
+        if not is_recurrent(self.value_net) and not self.shared_core:
             if not bootstrap:
                 return self.value(params, obs_stats, batch.obs)
             values, next_values = self.value(params, obs_stats, observations.stack(batch.obs, batch.final_obs))
             return values, next_values, carry
-        dones = batch.terminated | batch.truncated
-        initial = self.value_net.initial_carry(dones.shape[1:])
-        carry = initial if carry is None else carry
+        carry, values, read = self._read_rollout(params, obs_stats, batch, {"value": carry})
         if not bootstrap:
-            step = lambda c, obs: self.value_step(params, obs_stats, c, obs)
-            return run_sequence(step, carry, batch.obs, dones, initial)[1]
-
-        def step(c, obs):
-            c, value = self.value_step(params, obs_stats, c, obs)
-            return c, (value, c)  # the carry that read obs, before any reset
-
-        carry, (values, read) = run_sequence(step, carry, batch.obs, dones, initial)
+            return values["value"]
         # Every step's final observation read by that carry: one batched step over (T, N) rather
         # than a second cell call inside the sequential scan.
-        next_values = self.value_step(params, obs_stats, read, batch.final_obs)[1]
-        return values, next_values, carry
+        next_values = self.value_step(params, obs_stats, read["value"], batch.final_obs)[1]
+        # With `shared_core` the carry handed on is the policy's, which the rollout returns.
+        return values["value"], next_values, () if self.shared_core else carry["value"]
 
     def rollout_outputs_and_values(self, params, obs_stats, batch, carry=None):
         """`(outputs, log_std, values)`: `rollout_outputs` and `rollout_values` of one batch, with
@@ -437,17 +483,19 @@ class Trainer:
         """
         if not self.sequential:
             return (*self.policy_outputs(params, obs_stats, batch.obs), self.value(params, obs_stats, batch.obs))
-        dones = batch.terminated | batch.truncated
-        initial = self.initial_carry(dones.shape[1:])
-
-        def step(c, obs):
-            policy_carry, (outputs, log_std) = self.policy_step(params, obs_stats, c["policy"], obs)
-            value_carry, value = self.value_step(params, obs_stats, c["value"], obs)
-            return {"policy": policy_carry, "value": value_carry}, (outputs, log_std, value)
-
-        _, (outputs, log_std, values) = run_sequence(step, initial if carry is None else carry, batch.obs, dones,
-                                                     initial)
-        return outputs, log_std[0], values
+        networks = {"policy": self.policy_net, "value": self.value_net}
+        recurrent = {name: None if carry is None else carry[name] for name in networks
+                     if is_recurrent(networks[name]) or (name == "value" and self.shared_core)}
+        if self.shared_core and carry is not None:
+            recurrent["value"] = carry["policy"]
+        _, read, _ = self._read_rollout(params, obs_stats, batch, recurrent)
+        if "policy" in read:
+            outputs, log_std = read["policy"]
+            outputs = self._masked(outputs, batch.obs)
+        else:
+            outputs, log_std = self.policy_outputs(params, obs_stats, batch.obs)
+        values = read["value"] if "value" in read else self.value(params, obs_stats, batch.obs)
+        return outputs, log_std, values
 
     def rollout_policy(self, params, obs_stats):
         """The `jaxpg.rollout.Policy` that samples from the current parameters (taking and
