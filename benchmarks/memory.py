@@ -9,9 +9,9 @@ steps/s of the median steady call, the compile times, and each seed's greedy eva
 for jaxpg (PureJaxRL's `train` returns no policy to evaluate apart from its own metrics, so its
 last training return is printed).
 
-What cannot be made the same: PureJaxRL's actor and critic share one GRU (one network, one
-carry); jaxpg's policy and value networks are separate, each with its own GRU, so jaxpg runs two
-cells where PureJaxRL runs one.
+PureJaxRL's actor and critic share one torso and one GRU (one network, one carry): jaxpg's
+`shared_core=True` is the same network, the row `jaxpg`. The row `jaxpg (separate)` is jaxpg's
+default, a policy and a value network each with its own torso and GRU (two cells per step).
 
 PureJaxRL is read from a user's checkout (`--purejaxrl PATH`, its repository root; default
 `$PUREJAXRL` or `../purejaxrl`), never copied. `ppo_rnn.py` is written for flax's old cell API
@@ -106,8 +106,9 @@ def compare(seeds_list, iterations: int, rounds: int, checkout: Path | None) -> 
     one row per contender with compile, steady run, env steps/s, the speed ratio and returns."""
     total = iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]
     env, env_params = gymnax.make("CartPole-v1")
-    trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(total))
-    contenders = {"jaxpg": jax.jit(jax.vmap(trainer.train))}
+    trainer = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(total), shared_core=True)
+    separate = jaxpg.make_trainer("ppo", env, env_params, **jaxpg_config(total))
+    contenders = {"jaxpg": jax.jit(jax.vmap(trainer.train)), "jaxpg (separate)": jax.jit(jax.vmap(separate.train))}
     if checkout is not None:
         peer_train = load_ppo_rnn(checkout, env, env_params).make_train({**CONFIG, "TOTAL_TIMESTEPS": total})
         contenders["purejaxrl"] = jax.jit(jax.vmap(lambda k: peer_train(jax.random.key_data(k))))
@@ -117,6 +118,7 @@ def compare(seeds_list, iterations: int, rounds: int, checkout: Path | None) -> 
         print(f"  {seeds} seed(s) x {total:,} env steps:", flush=True)
         timing = common.compile_then_alternate(contenders, keys, rounds)
         returns = common.evaluate_seeds(trainer, timing["last"]["jaxpg"][0], jax.random.key(1), 32)
+        separate_returns = common.evaluate_seeds(separate, timing["last"]["jaxpg (separate)"][0], jax.random.key(1), 32)
         peer_last = None
         if "purejaxrl" in contenders:
             peer_metrics = timing["last"]["purejaxrl"]["metric"]
@@ -127,24 +129,28 @@ def compare(seeds_list, iterations: int, rounds: int, checkout: Path | None) -> 
                          for i in range(seeds)]
         for name in contenders:
             steps_per_s = seeds * total / timing["steady_s"][name]
-            ratio = timing["steady_s"]["purejaxrl"] / timing["steady_s"]["jaxpg"] if peer_last else None
+            ratio = timing["steady_s"]["purejaxrl"] / timing["steady_s"][name] if peer_last else None
             rows.append({"peer": name, "seeds": seeds, "env_steps_per_seed": total,
                          "compile_s": timing["compile_s"][name], "run_s": timing["steady_s"][name],
                          "times_s": timing["times_s"][name], "env_steps_per_s": steps_per_s,
                          "jaxpg_over_purejaxrl": ratio,
-                         "eval_return": returns.tolist() if name == "jaxpg" else None,
+                         "eval_return": {"jaxpg": returns.tolist(),
+                                         "jaxpg (separate)": separate_returns.tolist()}.get(name),
                          "last_training_return": peer_last if name == "purejaxrl" else None})
             print(f"    {name}: compile {timing['compile_s'][name]:.1f} s, run {timing['steady_s'][name]:.2f} s, "
                   f"{steps_per_s / 1e3:,.1f} k env steps/s", flush=True)
-        print(f"    jaxpg greedy eval {np.round(returns, 1).tolist()}"
+        print(f"    jaxpg greedy eval {np.round(returns, 1).tolist()}, "
+              f"separate {np.round(separate_returns, 1).tolist()}"
               + (f"; PureJaxRL last training return {np.round(peer_last, 1).tolist()}; jaxpg / PureJaxRL speed "
-                 f"{rows[-1]['jaxpg_over_purejaxrl']:.2f}x" if peer_last else ""), flush=True)
+                 f"{rows[-3]['jaxpg_over_purejaxrl']:.2f}x (separate {rows[-2]['jaxpg_over_purejaxrl']:.2f}x)"
+                 if peer_last else ""), flush=True)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    ratio = lambda r: f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] == "jaxpg" and r["jaxpg_over_purejaxrl"] else ""
-    returns = lambda r: np.mean(r["eval_return"] if r["peer"] == "jaxpg" else r["last_training_return"])
+    ratio = lambda r: (f"{r['jaxpg_over_purejaxrl']:.2f}x" if r["peer"] != "purejaxrl" and r["jaxpg_over_purejaxrl"]
+                       else "")
+    returns = lambda r: np.mean(r["eval_return"] if r["peer"] != "purejaxrl" else r["last_training_return"])
     return common.markdown_table(
         ["peer", "seeds", "env steps per seed", "compile (s)", "run (s)", "env steps/s", "jaxpg / PureJaxRL",
          "return (jaxpg: greedy eval; PureJaxRL: last training)"],
@@ -172,7 +178,8 @@ def main():
         rows += compare([seeds], args.iterations, args.rounds, Path(args.purejaxrl).expanduser())
         path = common.write_results("memory_quick" if args.quick else "memory", {
             "machine": info, "config": CONFIG,
-            "jaxpg_config": jaxpg_config(args.iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]),
+            "jaxpg_config": {**jaxpg_config(args.iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]),
+                             "shared_core": "True (jaxpg), False (jaxpg (separate))"},
             "changes_to_purejaxrl": [list(c) for c in CHANGES] + [["gymnax.make", "five-value step shim"]],
             "rows": rows}, args.out)
     print(table(rows))

@@ -44,6 +44,23 @@ def largest_relative_gap(a, b):
 
 
 found = {"devices": jax.device_count()}
+if "--recurrent" in sys.argv:
+    # A recurrent policy (the unit tier's check, tests/test_recurrent.py): its carries lie with the
+    # runs (shard="runs") or with the environments (shard="envs"), and both layouts match one device.
+    gru = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=8 * 16 * 4, policy="gru", hidden_sizes=(16,),
+                             rnn_hidden_size=8, rnn_head_sizes=(), **small)
+    gru_one, gru_metrics_one = fit(gru, keys, devices=one_device)
+    gru_eight, gru_metrics_eight = fit(gru, keys)
+    found["gru_runs_gap_state"] = largest_relative_gap(gru_eight, gru_one)
+    found["gru_runs_returns_equal"] = bool(np.array_equal(gru_metrics_eight["episode_return"],
+                                                          gru_metrics_one["episode_return"], equal_nan=True))
+    gru_envs, gru_metrics_envs = fit(gru, keys[:2], shard="envs")
+    found["gru_envs_gap_metrics"] = largest_relative_gap(
+        {k: v for k, v in gru_metrics_envs.items() if k != "approx_kl"},
+        {k: v[:2] for k, v in gru_metrics_one.items() if k != "approx_kl"})
+    found["gru_carry_moved"] = bool(np.asarray(jax.tree.leaves(gru_envs.carry)[0]).any())
+    print("FOUND " + json.dumps(found))
+    sys.exit(0)
 on_one, metrics_one = fit(trainer, keys, devices=one_device)
 fitted = fit(trainer, keys)
 on_eight, metrics_eight = fitted
@@ -84,21 +101,6 @@ try:
     found["envs_refused"] = None
 except ValueError as error:
     found["envs_refused"] = str(error)
-
-# A recurrent policy: its carries lie with the runs (shard="runs") or with the environments
-# (shard="envs"), and both layouts match one device.
-gru = jaxpg.make_trainer("ppo", env, env_params, total_timesteps=8 * 16 * 4, policy="gru", hidden_sizes=(16,),
-                         rnn_hidden_size=8, rnn_head_sizes=(), **small)
-gru_one, gru_metrics_one = fit(gru, keys, devices=one_device)
-gru_eight, gru_metrics_eight = fit(gru, keys)
-found["gru_runs_gap_state"] = largest_relative_gap(gru_eight, gru_one)
-found["gru_runs_returns_equal"] = bool(np.array_equal(gru_metrics_eight["episode_return"],
-                                                      gru_metrics_one["episode_return"], equal_nan=True))
-gru_envs, gru_metrics_envs = fit(gru, keys[:2], shard="envs")
-found["gru_envs_gap_metrics"] = largest_relative_gap(
-    {k: v for k, v in gru_metrics_envs.items() if k != "approx_kl"},
-    {k: v[:2] for k, v in gru_metrics_one.items() if k != "approx_kl"})
-found["gru_carry_moved"] = bool(np.asarray(jax.tree.leaves(gru_envs.carry)[0]).any())
 
 # PBT over the 8 devices: 2 populations of 3 members (padded to 8 runs); the padding never
 # becomes a parent, and a resume from the checkpoint between exploit steps ends as the whole run.

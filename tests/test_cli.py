@@ -199,6 +199,7 @@ def test_a_preset_judged_on_sampled_actions_is_evaluated_on_them_by_train_eval_a
     assert eval_deterministic({"preset": None, "algo": "ppo"}) is True
 
 
+@pytest.mark.integration
 def test_a_preset_with_an_sft_stage_builds_its_run(monkeypatch, capsys):
     """`jaxpg train Addition-v0 --env-set num_digits=2` fits the policy to demonstrations before
     RL (the preset's SFT stage); here with 64 demonstrations and 2 updates instead of its sizes."""

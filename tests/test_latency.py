@@ -12,11 +12,16 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 import envs
 import jaxpg
 from jaxpg.run import compile_cache
 from jaxpg.run import fit as fit_module
+
+# Each starts Python or compiles a whole program to compare: under -m integration, which keeps
+# the unit tier's time for the recurrent promises (tests/test_recurrent.py).
+pytestmark = pytest.mark.integration
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -242,7 +242,7 @@ class Trainer:
                 init_log_std=math.log(config.init_std), **recurrent,
             )
             if getattr(config, "shared_core", False):
-                # Only the value's readout is its own: it reads the policy's cell (`_value_parts`).
+                # Only the value's readout is its own: it reads the policy's cell (`_parts`).
                 return policy_net, Readout(None, config.rnn_head_sizes, config.activation)
             return policy_net, RecurrentNetwork(**recurrent)
         policy_net = PolicyNetwork(
@@ -397,13 +397,16 @@ class Trainer:
         """One step of the value network: `(carry, values)` (with `shared_core`, `carry` is the
         policy's)."""
         if self.shared_core:
-            embed, recur, readout = self._value_parts(params)
+            embed, recur, readout = self._parts("value", params)
             carry, h = recur(carry, embed(self._features(obs_stats, obs)))
             return carry, readout(h)
         return self._apply_network(self.value_net, params["value"], self._features(obs_stats, obs), carry)
 
-    def _value_parts(self, params):
-        """`shared_core`'s value network in `parts`: the policy's torso and cell, the value's readout."""
+    def _parts(self, name: str, params):
+        """`jaxpg.core.recurrent.parts` of the `"policy"` or the `"value"` network. `shared_core`'s
+        value network is the policy's torso and cell with the value's readout."""
+        if name == "policy" or not self.shared_core:
+            return parts(self.policy_net if name == "policy" else self.value_net, params[name])
         embed, recur, _ = parts(self.policy_net, params["policy"])
         return embed, recur, functools.partial(self.value_net.apply, params["value"])
 
@@ -416,7 +419,7 @@ class Trainer:
         carrier = self.policy_net if self.shared_core else self.value_net
         return self.value_step(params, obs_stats, self._carry_of(carrier, obs), obs)[1]
 
-    def _read_rollout(self, params, obs_stats, batch, carries: dict):
+    def _read_rollout(self, params, obs_stats, batch, carries: dict, keep_read=False):
         """Re-reads a rollout `batch` with the recurrent networks named in `carries` (`"policy"`,
         `"value"` or both, each with its carry at `batch.obs[0]`, None for the initial one), all in
         one scan under the reset rule: `(carry, outputs, read)`, dicts by name, as
@@ -426,18 +429,16 @@ class Trainer:
         initial = {name: carrier[name].initial_carry(dones.shape[1:]) for name in carries}
         carry = {name: initial[name] if c is None else c for name, c in carries.items()}
         features = self._features(obs_stats, batch.obs)
-        named_parts = {"policy": lambda: parts(self.policy_net, params["policy"]),
-                       "value": lambda: (self._value_parts(params) if self.shared_core
-                                         else parts(self.value_net, params["value"]))}
         if self.shared_core and set(carries) == {"policy", "value"}:
             # One cell read for both: the policy's, with both readouts on its outputs.
-            embed, recur, policy_readout = named_parts["policy"]()
-            value_readout = named_parts["value"]()[2]
+            embed, recur, policy_readout = self._parts("policy", params)
+            value_readout = self._parts("value", params)[2]
             reader = (embed, recur, lambda h: (policy_readout(h), value_readout(h)))
-            carry, (policy, value), read = read_sequence(reader, carry["policy"], features, dones, initial["policy"])
+            carry, (policy, value), read = read_sequence(reader, carry["policy"], features, dones, initial["policy"],
+                                                         keep_read)
             return {"policy": carry}, {"policy": policy, "value": value}, {"policy": read}
-        reader = joint_parts({name: named_parts[name]() for name in carries})
-        return read_sequence(reader, carry, {name: features for name in carries}, dones, initial)
+        reader = joint_parts({name: self._parts(name, params) for name in carries})
+        return read_sequence(reader, carry, {name: features for name in carries}, dones, initial, keep_read)
 
     def rollout_outputs(self, params, obs_stats, batch, carry=None):
         """`(outputs, log_std)` at every step of a rollout `batch` (a `Transition` (T, N, ...)).
@@ -466,7 +467,7 @@ class Trainer:
                 return self.value(params, obs_stats, batch.obs)
             values, next_values = self.value(params, obs_stats, observations.stack(batch.obs, batch.final_obs))
             return values, next_values, carry
-        carry, values, read = self._read_rollout(params, obs_stats, batch, {"value": carry})
+        carry, values, read = self._read_rollout(params, obs_stats, batch, {"value": carry}, keep_read=bootstrap)
         if not bootstrap:
             return values["value"]
         # Every step's final observation read by that carry: one batched step over (T, N) rather

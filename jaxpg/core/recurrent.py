@@ -79,7 +79,7 @@ def joint_parts(named_parts: dict):
     return embed, recur, readout
 
 
-def read_sequence(network_parts, carry, obs, dones, initial):
+def read_sequence(network_parts, carry, obs, dones, initial, keep_read=False):
     """Runs a recurrent network over a rollout's time axis under the reset rule.
 
     Args:
@@ -88,6 +88,9 @@ def read_sequence(network_parts, carry, obs, dones, initial):
       obs: observations `(T, N, ...)` (a pytree).
       dones: `(T, N)`: step t ended an episode, so the carry is reset before step t + 1.
       initial: the initial carry, batch axes `(N, ...)`.
+
+      keep_read: return `read` (otherwise None): stacking every step's carry costs a write per
+        step, which an update that only needs the outputs should not pay.
 
     Returns:
       `(carry, outputs, read)`: the carry after the last step (reset where it ended an episode),
@@ -99,7 +102,7 @@ def read_sequence(network_parts, carry, obs, dones, initial):
     def one_step(carry, inputs):
         x_t, done_t = inputs
         carry, h = recur(carry, x_t)
-        return reset_carry(carry, done_t, initial), (h, carry)
+        return reset_carry(carry, done_t, initial), (h, carry if keep_read else None)
 
     carry, (hs, read) = jax.lax.scan(one_step, carry, (embed(obs), dones))
     return carry, readout(hs), read
