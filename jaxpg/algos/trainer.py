@@ -45,7 +45,8 @@ class TrainState:
         (`PPOExtra`, `ReinforceExtra`, `GRPOExtra`).
       carry: `{"policy": ..., "value": ...}`, each recurrent network's hidden state for the
         environments' current observations (batched over `num_envs`; reset to the initial carry
-        at every episode boundary); `()` for a feed-forward network.
+        at every episode boundary); `()` for a feed-forward network, and for the value network
+        of PPO's `shared_core`, which reads the policy's.
     """
 
     params: Any
