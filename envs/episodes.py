@@ -19,8 +19,10 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
         `policy(obs, key, carry) -> (env actions, carry)` (a policy with memory).
       key: PRNG key.
       num_episodes: E, run in parallel.
-      max_steps: steps to run; defaults to `env_params.max_steps_in_episode`. Episodes still
-        running at the end are counted with the reward they collected.
+      max_steps: steps to run at most; defaults to `env_params.max_steps_in_episode`. Episodes
+        still running at the end are counted with the reward they collected. The loop stops
+        once every episode has ended (a step after that adds nothing), so an evaluation whose
+        episodes end early does not run to the limit (Craftax's is 10,000 steps).
       carry: the policy's carry at the first observations (batched over E), or None. Only each
         environment's first episode counts, so it is never reset.
 
@@ -49,7 +51,19 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
         running = running * (1.0 - (terminated | truncated))
         return (env_state, obs, total, running, policy_carry), None
 
+    # The same keys, step for step, as a scan over `max_steps` would draw, so stopping early
+    # changes no return.
+    step_keys = jax.random.split(rollout_key, max_steps)
+
+    def running_any(loop):
+        t, state = loop
+        return (t < max_steps) & (state[3] > 0).any()
+
+    def next_step(loop):
+        t, state = loop
+        return t + 1, one_step(state, step_keys[t])[0]
+
     ones = jnp.ones((num_episodes,))
     start = (env_state, obs, 0.0 * ones, ones, () if carry is None else carry)
-    (_, _, total, _, _), _ = jax.lax.scan(one_step, start, jax.random.split(rollout_key, max_steps))
+    _, (_, _, total, _, _) = jax.lax.while_loop(running_any, next_step, (jnp.zeros((), jnp.int32), start))
     return total

@@ -47,3 +47,33 @@ def test_jaxpg_scores_episodes_with_the_envs_function():
     policy = lambda obs, key: jax.random.bernoulli(key, 0.5, obs.shape[:1]).astype(jnp.int32)
     returns = episode_returns(env, params, policy, jax.random.key(7), 16, 60)
     assert float(returns.min()) >= 1.0 and float(returns.max()) <= 60.0
+
+
+def test_episode_returns_stop_once_every_episode_ended_with_the_returns_of_the_whole_run():
+    """The loop stops when the last episode ends: the returns equal a scan over every step with
+    the same keys (the loop it replaced) to the bit, and a limit of a million steps costs nothing
+    once the episodes are over."""
+    env, params = envs.make("CartPole-v1")
+    policy = lambda obs, key: jax.random.bernoulli(key, 0.5, obs.shape[:1]).astype(jnp.int32)
+    key = jax.random.key(3)
+
+    def whole_run(key, max_steps):
+        reset_key, rollout_key = jax.random.split(key)
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, 16), params)
+
+        def one_step(carry, step_key):
+            state, obs, total, running = carry
+            act_key, env_key = jax.random.split(step_key)
+            obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(env_key, 16), state, policy(obs, act_key), params)
+            return (state, obs, total + running * reward, running * (1.0 - (terminated | truncated))), None
+
+        start = (state, obs, jnp.zeros(16), jnp.ones(16))
+        return jax.lax.scan(one_step, start, jax.random.split(rollout_key, max_steps))[0][2]
+
+    reference = jax.jit(whole_run, static_argnums=1)(key, 200)
+    assert float(reference.min()) < 200  # some episodes end early, so the loop can stop
+    score = jax.jit(episode_returns, static_argnums=(0, 2, 4, 5))
+    assert (score(env, params, policy, key, 16, 200) == reference).all()
+    everything = score(env, params, policy, key, 16, 1_000_000)
+    assert (everything == score(env, params, policy, key, 16, 500)).all()
