@@ -1,11 +1,8 @@
 """Policies with memory: the carry's reset rule, re-reading rollouts, the truncation bootstrap,
 the trainer's promises with a carry, and memory probes that only a recurrent network can solve."""
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +11,6 @@ import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
 from test_fit import assert_train_is_two_chunks, bitwise_equal
-from test_sharding import ROOT, device_env
 from users_emitter import compile_as_users_do
 
 import envs
@@ -174,15 +170,15 @@ def test_a_shared_core_reads_the_policys_cell_for_the_value_and_trains_it_with_t
 
 
 def test_a_recurrent_run_keeps_the_trainers_promises(cartpole_trainers, tmp_path):
-    """PPO with a GRU at tiny sizes: two chunks of `train` are `train` bit for bit; a `fit` resumed
-    after its last checkpoint was lost ends bit for bit where the uninterrupted one ends, the carry
-    saved and restored; and each seed of that vmapped `fit` is the seed's single run (to float
-    rounding: XLA batches a vmapped program's sums differently)."""
+    """PPO with a GRU at tiny sizes, in `fit`: a run in two chunks, killed after the first and
+    resumed from its checkpoint (the carry saved and restored), ends bit for bit where the same
+    run in one chunk ends; and each seed of that vmapped run is the seed's single run (to float
+    rounding: XLA batches a vmapped program's sums differently). The same promises through
+    `step`, `iterate` and `train` for every algorithm are the integration tests below."""
     trainer = cartpole_trainers["ppo"]
     keys = jax.random.split(jax.random.key(3), 2)
-    assert_train_is_two_chunks(trainer, keys[1])
-    whole_dir, parts_dir = str(tmp_path / "whole"), str(tmp_path / "parts")
-    whole, whole_metrics = jaxpg.fit(trainer, keys, out=whole_dir, chunk_size=2, checkpoint_every=2, progress=False)
+    whole, whole_metrics = jaxpg.fit(trainer, keys, chunk_size=4, progress=False)
+    parts_dir = str(tmp_path / "parts")
     jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2, progress=False)
     shutil.rmtree(os.path.join(parts_dir, "checkpoints", "4"))
     resumed, resumed_metrics = jaxpg.fit(trainer, keys, out=parts_dir, chunk_size=2, checkpoint_every=2,
@@ -191,29 +187,16 @@ def test_a_recurrent_run_keeps_the_trainers_promises(cartpole_trainers, tmp_path
     assert np.asarray(whole.carry["policy"]).any()  # the carry itself was saved and restored
     for name in whole_metrics:
         assert np.array_equal(whole_metrics[name], resumed_metrics[name], equal_nan=True), name
-    single, single_metrics = compile_as_users_do(trainer.train, keys[1])(keys[1])
+    single, single_metrics = jax.jit(trainer.train)(keys[1])
     assert np.array_equal(whole_metrics["episode_return"][1], single_metrics["episode_return"], equal_nan=True)
     for x, y in zip(jax.tree.leaves((whole.params, whole.carry)), jax.tree.leaves((single.params, single.carry))):
         np.testing.assert_allclose(np.asarray(x)[1], np.asarray(y), rtol=1e-4, atol=1e-5)
 
 
-def test_a_recurrent_run_shards_by_runs_and_by_environments():
-    """The carries lie with the runs (`shard="runs"`) or with the environments (`shard="envs"`) of
-    8 fake devices (tests/sharded_checks.py in a subprocess), and both layouts match one device."""
-    done = subprocess.run([sys.executable, str(ROOT / "tests" / "sharded_checks.py"), "--recurrent"],
-                          env=device_env(8), capture_output=True, text=True, timeout=600)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("FOUND ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    found = json.loads(lines[-1][len("FOUND "):])
-    assert found["devices"] == 8
-    assert found["gru_runs_returns_equal"] and found["gru_runs_gap_state"] < 1e-2
-    assert found["gru_envs_gap_metrics"] < 1e-2 and found["gru_carry_moved"]
-
-
 # The unit tier proves the mechanics (the reset rule, re-reading, the bootstrap, act, the checks)
-# and, at tiny sizes for PPO, the promises above; the same promises for every algorithm and the
-# learning probes below compile more and larger programs, so they run under -m integration, which
-# .ci/run runs too.
+# and, at tiny sizes for PPO, the promises above (sharding: tests/test_recurrent_sharded.py); the
+# same promises through step, iterate and train for every algorithm, and the learning probes below,
+# compile more and larger programs, so they run under -m integration, which .ci/run runs too.
 @pytest.mark.integration
 def test_iterate_is_steps_bit_for_bit_and_a_vmapped_seed_is_the_single_run(cartpole_trainers):
     """The carry flows through `iterate` as through `step` (chunks compose: the rest of the chain
@@ -236,7 +219,7 @@ def test_iterate_is_steps_bit_for_bit_and_a_vmapped_seed_is_the_single_run(cartp
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("algo", ["reinforce", "grpo"])  # PPO's: the unit tier's test above
+@pytest.mark.parametrize("algo", list(SMALL))
 def test_chunks_of_train_compose_bit_for_bit(algo, cartpole_trainers):
     assert_train_is_two_chunks(cartpole_trainers[algo], jax.random.key(1))
 
