@@ -121,10 +121,11 @@ def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_tha
     # Step by step, for every environment at once: V(obs_t) from the carry, V(final_obs_t) from the
     # carry after obs_t, then the reset.
     carry, initial = state.carry["value"], trainer.initial_carry(4)["value"]
+    value_step = jax.jit(trainer.value_step)  # one step's program, compiled once for the loop
     assert np.asarray(batch.truncated).sum() >= 8
     for t in range(batch.reward.shape[0]):
-        carry, value = trainer.value_step(state.params, state.obs_stats, carry, batch.obs[t])
-        _, final_value = trainer.value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
+        carry, value = value_step(state.params, state.obs_stats, carry, batch.obs[t])
+        _, final_value = value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
         np.testing.assert_allclose(values[t], value, atol=1e-5)
         np.testing.assert_allclose(next_values[t], final_value, atol=1e-5)
         carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
@@ -148,10 +149,11 @@ def test_a_shared_core_reads_the_policys_cell_for_the_value_and_trains_it_with_t
                                                               trainer.value_carry(state.carry), bootstrap=True)
     assert value_carry == ()
     carry, initial = state.carry["policy"], trainer.initial_carry(4)["policy"]
+    value_step = jax.jit(trainer.value_step)  # one step's program, compiled once for the loop
     assert np.asarray(batch.truncated).sum() >= 8
     for t in range(batch.reward.shape[0]):
-        carry, value = trainer.value_step(state.params, state.obs_stats, carry, batch.obs[t])
-        _, final_value = trainer.value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
+        carry, value = value_step(state.params, state.obs_stats, carry, batch.obs[t])
+        _, final_value = value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
         np.testing.assert_allclose(values[t], value, atol=1e-5)
         np.testing.assert_allclose(next_values[t], final_value, atol=1e-5)
         carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
