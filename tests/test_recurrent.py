@@ -226,6 +226,21 @@ def test_chunks_of_train_compose_bit_for_bit(algo, cartpole_trainers):
     assert_train_is_two_chunks(cartpole_trainers[algo], jax.random.key(1))
 
 
+@pytest.mark.integration
+def test_a_sweep_of_a_recurrent_policy_equals_its_settings_trained_one_by_one(tmp_path):
+    options = {**SMALL["ppo"], "policy": "gru", "lr_schedule": "constant"}
+    rows = jaxpg.sweep("CartPole-v1", "ppo", grid={"lr": [1e-3, 1e-2]}, seeds=2, options=options, preset=None,
+                       out=str(tmp_path), progress=False, eval_episodes=4)
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, params, **options)
+    keys, eval_keys = jax.random.split(jax.random.key(0), 2), jax.random.split(jax.random.key(1), 2)
+    assert sorted(row["lr"] for row in rows) == [1e-3, 1e-2]
+    for row in rows:
+        state, _ = jaxpg.fit(trainer, keys, {"lr": np.full(2, row["lr"], np.float32)}, progress=False)
+        alone = np.asarray(jax.vmap(lambda s, k: jaxpg.evaluate(trainer, s, k, 4))(state, eval_keys)).mean(axis=1)
+        np.testing.assert_array_equal(np.asarray(row["eval_per_seed"], np.float32), alone.astype(np.float32))
+
+
 def test_act_takes_and_returns_the_carry_and_evaluate_uses_it(cartpole_trainers):
     trainer = cartpole_trainers["ppo"]
     state = trainer.init(jax.random.key(4))
