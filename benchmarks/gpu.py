@@ -29,6 +29,11 @@ figure). Sections (`--only` picks a subset):
   iterations.
 - `tokens`: GRPO on Addition-v0 with its preset's causal transformer: generated tokens/s at 4,096
   groups of 8 completions (quick: 16 groups).
+- `locomotion`: jaxpg's PPO against brax's own (`brax.training.agents.ppo`) on brax's `ant`
+  (`spring`), alternated in one process with the same settings (`benchmarks/suites.py`'s `ANT`:
+  brax's PPO settings for ant, (64, 64) networks): 4,096 envs x 2M env steps, compile apart from
+  the steady rate. Needs the `brax` extra (skipped with a note without it). Quick: 64 envs, 960
+  steps.
 
 Writes `benchmarks/results/gpu.json` (`gpu_quick.json`; or `--out`) with the machine, versions,
 config and every raw timing, and the Markdown tables next to it (`gpu.md`, `gpu_quick.md`).
@@ -53,7 +58,7 @@ import envs
 import jaxpg
 from benchmarks import common, env_throughput, memory, ppo_cartpole
 
-SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo", "recurrent", "tokens")
+SECTIONS = ("cartpole_env", "ppo", "search_ranking", "reinforce_grpo", "recurrent", "tokens", "locomotion")
 
 # Published figures, quoted with their device.
 PUREJAXRL_2048_AGENTS_S = 98.0  # PureJaxRL: 2,048 CartPole PPO agents x 500k steps, A100
@@ -94,6 +99,9 @@ class Sizes:
     token_iterations: int
     gru_seeds: tuple[int, ...] = (1,)
     gru_iterations: int = 2  # of 512 env steps per seed (PureJaxRL's recurrent config)
+    ant_envs: int = 64  # brax's ant (benchmarks/suites.py's ANT settings at this many envs)
+    ant_timesteps: int = 3 * 64 * 5  # env steps per run, rounded up to brax's three epochs
+    ant_seeds: int = 1
 
 
 # CartPole at 2^20 envs: 64 steps per call (2^26 budget); the per-step key and action pools
@@ -109,6 +117,7 @@ FULL = Sizes(
     pg_seeds=2048, pg_timesteps=500_000,
     token_groups=4096, token_iterations=16,
     gru_seeds=(1, 256), gru_iterations=256,
+    ant_envs=4096, ant_timesteps=2_000_000, ant_seeds=1,
 )
 QUICK = Sizes(
     cartpole_envs=(2**10, 2**12), cartpole_budget=1 << 21, cartpole_max_steps=200, cartpole_repeats=5,
@@ -442,8 +451,31 @@ def recurrent(sizes: Sizes, seed: int) -> dict:
             "caption": caption}
 
 
+def locomotion(sizes: Sizes, seed: int) -> dict:
+    """jaxpg's PPO and brax's own on brax's ant, alternated (`benchmarks/suites.py`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("brax") is None:
+        note = "brax is not installed (pip install 'jaxpg[brax]'): skipped."
+        return {"title": "PPO on brax's ant", "results": [], "table": note, "caption": note}
+    from benchmarks import suites
+
+    settings = dataclasses.replace(suites.ANT, num_envs=sizes.ant_envs,
+                                   num_minibatches=min(suites.ANT.num_minibatches, sizes.ant_envs))
+    total = suites.brax_epochs_steps(settings, sizes.ant_timesteps)
+    runs = suites.alternate_seeds(settings, total, sizes.ant_seeds)
+    table, ratios = suites.summary(settings, runs)
+    caption = (f"brax's ant on the {settings.backend} backend, {settings.num_envs} envs x {settings.num_steps} steps, "
+               f"{total:,} env steps per run, brax's PPO settings for ant with (64, 64) networks for both "
+               f"(benchmarks/suites.py `ANT`; brax's ant marks no time limit, so brax's PPO does not bootstrap it "
+               f"where jaxpg's does); compile apart; brax's steady rate is its third epoch's. "
+               f"jaxpg / brax steady env steps/s per seed: {', '.join(f'{r:.2f}x' for r in ratios)}.")
+    return {"title": "PPO on brax's ant: jaxpg against brax's own trainer", "results": runs, "ratios": ratios,
+            "table": table, "caption": caption}
+
+
 RUNNERS = {"cartpole_env": cartpole_env, "ppo": ppo, "search_ranking": search_ranking,
-           "reinforce_grpo": reinforce_grpo, "recurrent": recurrent, "tokens": tokens}
+           "reinforce_grpo": reinforce_grpo, "recurrent": recurrent, "tokens": tokens, "locomotion": locomotion}
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """jaxpg's PPO against brax's own PPO (`brax.training.agents.ppo`) on a brax task, in one process.
 
-Both train `inverted_pendulum` on brax's `spring` backend with the same settings: environments,
+Both train `inverted_pendulum` on brax's `spring` backend (`Settings`; the GPU suite's `ant` row
+uses `ANT`) with the same settings: environments,
 steps per environment per iteration, minibatches, epochs, learning rate, entropy cost, discount,
 GAE lambda, clipping (of the policy ratio only), observation normalisation, (64, 64) tanh
 networks for policy and value, a tanh-squashed Gaussian policy, bootstrapping at the 1,000-step
@@ -33,6 +34,8 @@ from benchmarks import common
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    env_name: str = "inverted_pendulum"  # a brax environment
+    backend: str = "spring"
     num_envs: int = 64
     num_steps: int = 16  # brax's unroll_length
     num_minibatches: int = 4
@@ -46,6 +49,16 @@ class Settings:
     hidden: tuple = (64, 64)
     episode_length: int = 1000
     eval_episodes: int = 16
+    # brax's PPO bootstraps a time limit only where the environment marks it (`info["time_out"]`,
+    # which inverted_pendulum sets and ant does not); jaxpg always bootstraps it.
+    bootstrap_on_timeout: bool = True
+
+
+# The GPU suite's locomotion row (benchmarks/gpu.py): brax's ant with brax's own PPO settings for
+# it (4,096 envs, unrolls of 5, 32 minibatches, 4 epochs, lr 3e-4, entropy 0.01, gamma 0.97), the
+# networks kept at (64, 64) for both peers.
+ANT = Settings(env_name="ant", backend="spring", num_envs=4096, num_steps=5, num_minibatches=32,
+               bootstrap_on_timeout=False)
 
 
 # brax's PPO compiles its training epoch on the first call and again on the second (whose inputs
@@ -78,13 +91,13 @@ def run_brax(settings: Settings, total: int, seed: int) -> dict:
         jax.device_put_replicated = replicate
     epochs = []
     brax_ppo.train(
-        environment=brax_envs.get_environment("inverted_pendulum", backend="spring"),
+        environment=brax_envs.get_environment(settings.env_name, backend=settings.backend),
         num_timesteps=total, episode_length=settings.episode_length, num_envs=settings.num_envs,
         unroll_length=settings.num_steps, batch_size=settings.num_envs // settings.num_minibatches,
         num_minibatches=settings.num_minibatches, num_updates_per_batch=settings.update_epochs,
         learning_rate=settings.lr, entropy_cost=settings.ent_coef, discounting=settings.gamma,
         gae_lambda=settings.gae_lambda, clipping_epsilon=settings.clip_eps, max_grad_norm=settings.max_grad_norm,
-        normalize_observations=True, reward_scaling=1.0, bootstrap_on_timeout=True,
+        normalize_observations=True, reward_scaling=1.0, bootstrap_on_timeout=settings.bootstrap_on_timeout,
         network_factory=functools.partial(brax_networks.make_ppo_networks, policy_hidden_layer_sizes=settings.hidden,
                                           value_hidden_layer_sizes=settings.hidden, activation=nn.tanh),
         num_evals=EPOCHS + 1, num_eval_envs=settings.eval_episodes, deterministic_eval=True, seed=seed,
@@ -102,7 +115,7 @@ def run_brax(settings: Settings, total: int, seed: int) -> dict:
 
 
 def run_jaxpg(settings: Settings, total: int, seed: int) -> dict:
-    env, env_params = envs.make("brax:inverted_pendulum", backend="spring",
+    env, env_params = envs.make(f"brax:{settings.env_name}", backend=settings.backend,
                                 max_steps_in_episode=settings.episode_length)
     trainer = jaxpg.make_trainer(
         "ppo", env, env_params, num_envs=settings.num_envs, num_steps=settings.num_steps,
@@ -129,13 +142,31 @@ def main(argv=None) -> int:
     info = common.announce()
     settings = Settings()
     total = brax_epochs_steps(settings, args.timesteps or (65_536 if args.quick else 500_000))
+    runs = alternate_seeds(settings, total, args.seeds or (1 if args.quick else 2))
+    table, ratios = summary(settings, runs)
+    print(table)
+    print(f"jaxpg / brax steady steps/s, per seed: {', '.join(f'{r:.2f}x' for r in ratios)}")
+    path = common.write_results("suites_quick" if args.quick else "suites", {
+        "machine": info, "settings": dataclasses.asdict(settings), "env_steps": total, "runs": runs,
+        "jaxpg_over_brax_steps_per_s": ratios, "table": table}, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def alternate_seeds(settings: Settings, total: int, seeds: int) -> list[dict]:
+    """jaxpg's and brax's runs, alternated seed by seed."""
     runs = []
-    for seed in range(args.seeds or (1 if args.quick else 2)):
-        for run in (run_jaxpg, run_brax):  # alternated, seed by seed
+    for seed in range(seeds):
+        for run in (run_jaxpg, run_brax):
             result = run(settings, total, seed)
             runs.append(result)
             print(f"  {result['peer']} seed {seed}: {common.fmt_rate(result['steps_per_s'])} steps/s, compile "
                   f"{result['compile_s']:.1f} s, eval return {result['eval_return']:.1f}", flush=True)
+    return runs
+
+
+def summary(settings: Settings, runs: list[dict]) -> tuple[str, list[float]]:
+    """The markdown table of `alternate_seeds`' runs and jaxpg / brax steady steps/s per seed."""
     rows = []
     for peer in ("jaxpg", "brax"):
         mine = [r for r in runs if r["peer"] == peer]
@@ -148,13 +179,7 @@ def main(argv=None) -> int:
     table = common.markdown_table(
         ["peer", "seeds", "env steps per seed", "compile (s, median)", "steady env steps/s (median)",
          f"greedy eval return, {settings.eval_episodes} episodes (mean; per seed)"], rows)
-    print(table)
-    print(f"jaxpg / brax steady steps/s, per seed: {', '.join(f'{r:.2f}x' for r in ratios)}")
-    path = common.write_results("suites_quick" if args.quick else "suites", {
-        "machine": info, "settings": dataclasses.asdict(settings), "env_steps": total, "runs": runs,
-        "jaxpg_over_brax_steps_per_s": ratios, "table": table}, args.out)
-    print(f"wrote {path}")
-    return 0
+    return table, ratios
 
 
 if __name__ == "__main__":

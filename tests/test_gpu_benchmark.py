@@ -100,7 +100,7 @@ def test_quick_suite_runs_end_to_end(tmp_path):
     out = tmp_path / "gpu_quick.json"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--quick", "--out", str(out)],
-                   check=True, cwd=ROOT, timeout=600)
+                   check=True, cwd=ROOT, timeout=900)
     elapsed = time.perf_counter() - start
     payload = json.loads(out.read_text())
     assert payload["config"]["sections"] == list(gpu.SECTIONS)
