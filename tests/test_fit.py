@@ -73,7 +73,10 @@ def test_fit_matches_vmapped_training_and_keeps_metrics_in_memory(trainers):
     np.testing.assert_array_equal(metrics["episode_length"], np.asarray(reference_metrics["episode_length"]))
 
 
-@pytest.mark.parametrize("algo", ["ppo", pytest.param("grpo", marks=pytest.mark.integration)])
+# The unit tier's resume test is PPO's with a GRU (tests/test_recurrent.py), the same checkpoint
+# path with a carry besides; these run under -m integration.
+@pytest.mark.integration
+@pytest.mark.parametrize("algo", ["ppo", "grpo"])
 def test_resume_after_a_stop_equals_the_uninterrupted_run(algo, trainers, tmp_path):
     trainer = trainers[algo]
     # Three runs in chunks of 4, as in the test above, so PPO's programs are compiled once for both.
