@@ -118,9 +118,13 @@ def test_the_truncation_bootstrap_reads_the_final_observation_with_the_carry_tha
     trainer, state, _, batch = cut_episodes
     values, next_values, _ = trainer.rollout_values(state.params, state.obs_stats, batch, state.carry["value"],
                                                     bootstrap=True)
-    # Step by step, for every environment at once: V(obs_t) from the carry, V(final_obs_t) from the
-    # carry after obs_t, then the reset.
-    carry, initial = state.carry["value"], trainer.initial_carry(4)["value"]
+    assert_values_read_step_by_step(trainer, state, batch, values, next_values, state.carry["value"],
+                                    trainer.initial_carry(4)["value"])
+
+
+def assert_values_read_step_by_step(trainer, state, batch, values, next_values, carry, initial):
+    """Step by step, for every environment at once: V(obs_t) from the carry, V(final_obs_t) from
+    the carry after obs_t, then the reset."""
     value_step = jax.jit(trainer.value_step)  # one step's program, compiled once for the loop
     assert np.asarray(batch.truncated).sum() >= 8
     for t in range(batch.reward.shape[0]):
@@ -148,15 +152,8 @@ def test_a_shared_core_reads_the_policys_cell_for_the_value_and_trains_it_with_t
     values, next_values, value_carry = trainer.rollout_values(state.params, state.obs_stats, batch,
                                                               trainer.value_carry(state.carry), bootstrap=True)
     assert value_carry == ()
-    carry, initial = state.carry["policy"], trainer.initial_carry(4)["policy"]
-    value_step = jax.jit(trainer.value_step)  # one step's program, compiled once for the loop
-    assert np.asarray(batch.truncated).sum() >= 8
-    for t in range(batch.reward.shape[0]):
-        carry, value = value_step(state.params, state.obs_stats, carry, batch.obs[t])
-        _, final_value = value_step(state.params, state.obs_stats, carry, batch.final_obs[t])
-        np.testing.assert_allclose(values[t], value, atol=1e-5)
-        np.testing.assert_allclose(next_values[t], final_value, atol=1e-5)
-        carry = reset_carry(carry, batch.terminated[t] | batch.truncated[t], initial)
+    assert_values_read_step_by_step(trainer, state, batch, values, next_values, state.carry["policy"],
+                                    trainer.initial_carry(4)["policy"])
     outputs, log_std, joint_values = trainer.rollout_outputs_and_values(state.params, state.obs_stats, batch,
                                                                         state.carry)
     np.testing.assert_allclose(trainer.head.log_prob(outputs, log_std, batch.action), batch.log_prob, atol=1e-5)
