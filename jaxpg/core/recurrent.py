@@ -88,7 +88,6 @@ def read_sequence(network_parts, carry, obs, dones, initial, keep_read=False):
       obs: observations `(T, N, ...)` (a pytree).
       dones: `(T, N)`: step t ended an episode, so the carry is reset before step t + 1.
       initial: the initial carry, batch axes `(N, ...)`.
-
       keep_read: return `read` (otherwise None): stacking every step's carry costs a write per
         step, which an update that only needs the outputs should not pay.
 
