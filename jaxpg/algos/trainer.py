@@ -417,8 +417,12 @@ class Trainer:
 
     def value(self, params, obs_stats, obs):
         """V(obs) (any leading axes); a recurrent value network reads `obs` as an episode's first step."""
-        carrier = self.policy_net if self.shared_core else self.value_net
-        return self.value_step(params, obs_stats, self._carry_of(carrier, obs), obs)[1]
+        return self.value_step(params, obs_stats, self._carry_of(self._carrier("value"), obs), obs)[1]
+
+    def _carrier(self, name: str):
+        """The network whose carry the `"policy"` or `"value"` network reads: the policy's for
+        `shared_core`'s value."""
+        return self.policy_net if name == "policy" or self.shared_core else self.value_net
 
     def _read_rollout(self, params, obs_stats, batch, carries: dict, keep_read=False):
         """Re-reads a rollout `batch` with the recurrent networks named in `carries` (`"policy"`,
@@ -426,8 +430,7 @@ class Trainer:
         one scan under the reset rule: `(carry, outputs, read)`, dicts by name, as
         `jaxpg.core.recurrent.read_sequence` returns them."""
         dones = batch.terminated | batch.truncated
-        carrier = {"policy": self.policy_net, "value": self.policy_net if self.shared_core else self.value_net}
-        initial = {name: carrier[name].initial_carry(dones.shape[1:]) for name in carries}
+        initial = {name: self._carrier(name).initial_carry(dones.shape[1:]) for name in carries}
         carry = {name: initial[name] if c is None else c for name, c in carries.items()}
         features = self._features(obs_stats, batch.obs)
         if self.shared_core and set(carries) == {"policy", "value"}:
@@ -485,11 +488,9 @@ class Trainer:
         """
         if not self.sequential:
             return (*self.policy_outputs(params, obs_stats, batch.obs), self.value(params, obs_stats, batch.obs))
-        networks = {"policy": self.policy_net, "value": self.value_net}
-        recurrent = {name: None if carry is None else carry[name] for name in networks
-                     if is_recurrent(networks[name]) or (name == "value" and self.shared_core)}
-        if self.shared_core and carry is not None:
-            recurrent["value"] = carry["policy"]
+        # With `shared_core` both are read from the policy's carry (`_read_rollout`).
+        recurrent = {name: None if carry is None else carry[name] for name in ("policy", "value")
+                     if is_recurrent(self._carrier(name))}
         _, read, _ = self._read_rollout(params, obs_stats, batch, recurrent)
         if "policy" in read:
             outputs, log_std = read["policy"]
