@@ -77,3 +77,12 @@ def test_episode_returns_stop_once_every_episode_ended_with_the_returns_of_the_w
     assert (score(env, params, policy, key, 16, 200) == reference).all()
     everything = score(env, params, policy, key, 16, 1_000_000)
     assert (everything == score(env, params, policy, key, 16, 500)).all()
+    # The steps taken, counted from the policy: as many as the longest episode, not the limit.
+    steps = []
+
+    def counted(obs, key):
+        jax.debug.callback(lambda: steps.append(1))
+        return policy(obs, key)
+
+    jax.block_until_ready(episode_returns(env, params, counted, key, 16, 5_000))
+    assert 0 < len(steps) <= 500, len(steps)
