@@ -45,6 +45,49 @@ class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TE
         """
         if params is None:
             params = self.default_params
+        obs_st, state_st, reward, terminated, truncated, info, key_reset = self._step_alone(key, state, action, params)
+        obs_re, state_re = self.reset_env(key_reset, params)
+        done = terminated | truncated
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
+        obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), obs_re, obs_st)
+        return obs, state, reward, terminated, truncated, info
+
+    def step_batch(self, keys, states, actions, params, num_resets: int):
+        """`step` for a batch of N environments, drawing only `num_resets` (K) fresh episodes.
+
+        Under `vmap`, `step` computes a reset in every environment at every step, because the
+        select needs both branches; for an environment whose reset is costly (Craftax generates a
+        world) that reset is most of the step. Here the environments that end at this step,
+        taken in batch order, get the resets of the first K of them, each drawn with that
+        environment's own key, as `step` draws it: so when at most K episodes end at a step, every
+        end starts the episode `vmap(step)` would start. The j-th end beyond the K-th starts from
+        a copy of the (j mod K)-th fresh episode.
+
+        Args:
+          keys, states, actions: one per environment, leading axis N.
+          params: `EnvParams`, shared by the batch.
+          num_resets: K, static, at least 1.
+
+        Returns:
+          `step`'s outputs, each batched on a leading axis N.
+        """
+        obs_st, state_st, reward, terminated, truncated, info, key_reset = jax.vmap(
+            self._step_alone, in_axes=(0, 0, 0, None))(keys, states, actions, params)
+        done = terminated | truncated
+        enders = jnp.nonzero(done, size=num_resets, fill_value=0)[0]  # the first K ends, in batch order
+        obs_re, state_re = jax.vmap(self.reset_env, in_axes=(0, None))(key_reset[enders], params)
+        slot = (jnp.cumsum(done) - 1) % num_resets
+
+        def take(fresh, stepped):
+            return jnp.where(done.reshape(done.shape + (1,) * (stepped.ndim - 1)), fresh[slot], stepped)
+
+        state = jax.tree.map(take, state_re, state_st)
+        obs = jax.tree.map(take, obs_re, obs_st)
+        return obs, state, reward, terminated, truncated, info
+
+    def _step_alone(self, key, state, action, params):
+        """`step_env` and the end's split, without the reset: `(obs, state, reward, terminated,
+        truncated, info, reset_key)`, `info` already holding `step`'s own entries."""
         if self.step_env_draws:
             key_step, key_reset = jax.random.split(key)
         else:
@@ -53,9 +96,5 @@ class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TE
         truncated = self.is_truncated(state_st, params)
         if self.truncated_excludes_terminated:
             truncated = truncated & ~terminated
-        done = terminated | truncated
-        obs_re, state_re = self.reset_env(key_reset, params)
-        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), state_re, state_st)
-        obs = jax.tree.map(lambda r, s: jnp.where(done, r, s), obs_re, obs_st)
         info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-        return obs, state, reward, terminated, truncated, info
+        return obs_st, state_st, reward, terminated, truncated, info, key_reset

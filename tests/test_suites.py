@@ -30,7 +30,8 @@ def test_unknown_suite_and_id_are_one_line_errors():
 # training program takes about a minute on 2 cores.
 CNN = {"policy": "cnn", "cnn_channels": (4,)}
 TRAINABLE = [("navix", "navix:Navix-Empty-5x5-v0", {}, {}), ("xminigrid", "xminigrid:MiniGrid-Empty-5x5", {}, CNN),
-             ("jumanji", "jumanji:Snake-v1", {}, CNN), ("brax", "brax:inverted_pendulum", {"backend": "spring"}, {})]
+             ("jumanji", "jumanji:Snake-v1", {}, CNN), ("brax", "brax:inverted_pendulum", {"backend": "spring"}, {}),
+             ("craftax", "craftax:Craftax-Classic-Symbolic-v1", {}, {"resets_per_step": 1})]
 
 
 def train_two_iterations(algo, env, params, **size):
@@ -58,8 +59,7 @@ def test_reinforce_and_grpo_train_on_a_suite_environment():
     train_two_iterations("grpo", env, params, num_groups=2, group_size=2, max_steps=16)
 
 
-CHECKPOINTED = [*TRAINABLE, ("playground", "playground:CartpoleBalance", {}, {}),
-                ("craftax", "craftax:Craftax-Classic-Symbolic-v1", {}, {})]
+CHECKPOINTED = [*TRAINABLE, ("playground", "playground:CartpoleBalance", {}, {})]
 
 
 @pytest.mark.integration

@@ -40,6 +40,12 @@ class PPOConfig(Config):
     normalize_rewards: bool = setting(
         False, "divide rewards by the running std of the discounted return (SB3's VecNormalize)", "bool"
     )
+    resets_per_step: int | None = setting(
+        None, "fresh episodes drawn per step for the whole batch (None: every environment computes its own "
+        "reset at every step, as vmapped gymnax environments do); K: the ends of a step take the resets of its "
+        "first K ends, later ends copies of them (envs.autoreset.AutoResetEnv.step_batch). For environments "
+        "whose reset is costly, such as Craftax's world generation", optional=True,
+    )
     lr_schedule: str = redeclare(Config, "lr_schedule", "linear")
     lr: float = redeclare(Config, "lr", 2.5e-4)
     max_grad_norm: float = redeclare(Config, "max_grad_norm", 0.5)

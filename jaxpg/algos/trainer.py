@@ -138,6 +138,8 @@ class Trainer:
         # Training rollouts see the cut; `env` itself (evaluation, references) does not. None
         # leaves the environment unwrapped, so runs without the option are unchanged bit for bit.
         self.train_env = env if config.max_episode_steps is None else TimeLimit(env, config.max_episode_steps)
+        self.resets_per_step = getattr(config, "resets_per_step", None)
+        self._check_resets_per_step(config)
         self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
         if config.policy == "linear" and self.head.kind == "categorical":
             raise ValueError(
@@ -190,6 +192,24 @@ class Trainer:
         self._step_jit = jax.jit(self._step)
         self._iterate_jit = jax.jit(self._iterate, static_argnums=2)
         self._train_jit = jax.jit(self._train)
+
+    def _check_resets_per_step(self, config):
+        """PPO's `resets_per_step` needs the batch step of `envs.autoreset.AutoResetEnv`."""
+        resets = self.resets_per_step
+        if resets is None:
+            return
+        if resets > config.num_envs:
+            raise ValueError(f"resets_per_step={resets} must be at most num_envs={config.num_envs}; accepted: "
+                             f"1 to {config.num_envs}, or None")
+        # The class, not the instance: gymnax's wrappers pass unknown attributes through to the
+        # environment they wrap, whose step_batch would then skip the wrapper.
+        if not callable(getattr(type(self.train_env), "step_batch", None)):
+            made_by = ("the trainer's TimeLimit (max_episode_steps) has none" if config.max_episode_steps is not None
+                       else f"{type(self.env).__name__} has none")
+            raise ValueError(
+                f"resets_per_step={resets} needs an environment with envs.autoreset.AutoResetEnv's step_batch "
+                f"(envs' own and every SUITE:ID adapter), and {made_by}; accepted here: resets_per_step=None"
+            )
 
     def _check_action_mask(self, obs_spec):
         """An `action_mask` leaf must be a categorical head's: one entry per action."""
@@ -520,11 +540,12 @@ class Trainer:
         policy = self.rollout_policy(state.params, state.obs_stats)
         if not self.recurrent:
             (env_state, obs), batch = rollout(self.train_env, env_params, policy, env_state, obs, key, num_steps,
-                                              group_size)
+                                              group_size, resets_per_step=self.resets_per_step)
             return (env_state, obs, ()), batch
         initial = self._carry_of(self.policy_net, obs)
         return rollout(self.train_env, env_params, policy, env_state, obs, key, num_steps, group_size,
-                       carry=initial if carry is None else carry, initial_carry=initial)
+                       carry=initial if carry is None else carry, initial_carry=initial,
+                       resets_per_step=self.resets_per_step)
 
     def reset_envs(self, key, num_envs, env_params=None):
         """`num_envs` fresh resets: `(obs, env_state)` batched on a leading axis."""

@@ -1,5 +1,6 @@
 """Collecting experience: `num_envs` vmapped environments stepped in a `lax.scan`."""
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -32,7 +33,7 @@ Policy = Callable[..., tuple]
 
 
 def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int, group_size: int = 1,
-            carry=None, initial_carry=None):
+            carry=None, initial_carry=None, resets_per_step: int | None = None):
     """Steps `N` environments `num_steps` times from the given states.
 
     Args:
@@ -49,13 +50,19 @@ def rollout(env, env_params, policy: Policy, env_state, obs, key, num_steps: int
         from (both batched over N); None for a feed-forward policy. After every step that ends
         an episode, that environment's carry is reset to `initial_carry`
         (`jaxpg.core.recurrent.reset_carry`).
+      resets_per_step: None steps each environment with `env.step` (vmapped), which computes a
+        reset in every environment at every step; K draws only K fresh episodes per step for the
+        whole batch, through the environment's `step_batch` (`envs.autoreset.AutoResetEnv`).
 
     Returns:
       `((env_state, obs), transitions)`: the states to continue from, and a `Transition`
       with leaves `(T, N, ...)`; `((env_state, obs, carry), transitions)` with a carry.
     """
     num_envs = jax.tree.leaves(obs)[0].shape[0]
-    vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    if resets_per_step is None:
+        vmapped_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    else:
+        vmapped_step = functools.partial(env.step_batch, num_resets=resets_per_step)
     # Every key of the rollout is split here, in two batched calls, rather than inside the
     # loop: on a CPU each threefry call in the step is a small loop of its own, and with few
     # environments those calls cost more than the networks.
