@@ -86,3 +86,25 @@ def test_a_batch_step_runs_under_vmap_over_runs():
     for b, a in zip(jax.tree.leaves(batched), jax.tree.leaves(alone)):
         np.testing.assert_allclose(b[0], a, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(b[1], a, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluation_draws_one_fresh_episode_per_step_and_scores_the_same():
+    """Evaluation counts first episodes only, so it steps with `step_batch(num_resets=1)` where
+    the environment's class has it (a wrapper's does not: it would be skipped)."""
+    from envs.episodes import episode_returns
+    from envs.gymnax_api import GymnaxWrapper
+
+    env, params = envs.make("CartPole-v1")
+    calls = []
+
+    class Recorded(type(env)):
+        def step_batch(self, keys, states, actions, params, num_resets):
+            calls.append(num_resets)
+            return super().step_batch(keys, states, actions, params, num_resets)
+
+    policy = lambda obs, key: jax.random.randint(key, (obs.shape[0],), 0, 2)
+    batched = episode_returns(Recorded(), params, policy, jax.random.key(3), 32)
+    per_env = episode_returns(GymnaxWrapper(env), params, policy, jax.random.key(3), 32)
+    assert calls == [1]
+    np.testing.assert_array_equal(batched, per_env)
+    assert len(np.unique(np.asarray(batched))) > 1  # episodes of several lengths
