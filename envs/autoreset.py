@@ -10,6 +10,12 @@ switches a subclass sets as class attributes:
 - `truncated_excludes_terminated`: True reports `truncated` only for an episode that did not
   also terminate, for environments whose termination is drawn in `step_env` and so cannot be
   known to `is_truncated`.
+- `costly_reset`: True for an environment whose reset costs far more than its step (Craftax
+  builds a world). Evaluation, which counts only first episodes, then steps it with
+  `step_batch(num_resets=1)` (`envs.episodes`) rather than computing a reset in every
+  environment at every step. It stays False elsewhere because the batch step is another XLA
+  program, which may round differently from `vmap(step)`: a sweep's row and the same setting
+  trained alone would no longer be sure to report the same evaluation.
 
 The returned values and `info` keys are gymnax's: `(obs, state, reward, terminated, truncated,
 info)`, with `info` holding `step_env`'s own entries and `terminated`, `truncated` and
@@ -29,6 +35,7 @@ class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TE
 
     step_env_draws: bool = True
     truncated_excludes_terminated: bool = False
+    costly_reset: bool = False
 
     @partial(jax.jit, static_argnames=("self",))
     def step(self, key, state, action, params=None):

@@ -38,11 +38,11 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
         jax.random.split(reset_key, num_episodes), env_params
     )
     step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
-    # Only first episodes count, so what a reset brings never counts: an environment with
-    # `AutoResetEnv.step_batch` draws one fresh episode per step for all (Craftax's reset builds a
-    # world) instead of one per environment. The class is asked, not the instance: gymnax's
+    # Only first episodes count, so what a reset brings never counts: an environment whose reset
+    # is costly (`AutoResetEnv.costly_reset`: Craftax builds a world) draws one fresh episode per
+    # step for all instead of one per environment. The class is asked, not the instance: gymnax's
     # wrappers pass attributes through to the environment they wrap, whose batch step would skip them.
-    if callable(getattr(type(env), "step_batch", None)):
+    if getattr(type(env), "costly_reset", False):
         step = functools.partial(env.step_batch, num_resets=1)
 
     def one_step(state, step_key):

@@ -88,9 +88,10 @@ def test_a_batch_step_runs_under_vmap_over_runs():
         np.testing.assert_allclose(b[1], a, rtol=1e-6, atol=1e-7)
 
 
-def test_evaluation_draws_one_fresh_episode_per_step_and_scores_the_same():
-    """Evaluation counts first episodes only, so it steps with `step_batch(num_resets=1)` where
-    the environment's class has it (a wrapper's does not: it would be skipped)."""
+def test_evaluation_of_a_costly_reset_draws_one_fresh_episode_per_step_and_scores_the_same():
+    """Evaluation counts first episodes only, so an environment whose class declares its reset
+    costly is stepped with `step_batch(num_resets=1)`; any other (CartPole, a wrapper, whose
+    class has no batch step) with `vmap(step)`."""
     from envs.episodes import episode_returns
     from envs.gymnax_api import GymnaxWrapper
 
@@ -102,9 +103,16 @@ def test_evaluation_draws_one_fresh_episode_per_step_and_scores_the_same():
             calls.append(num_resets)
             return super().step_batch(keys, states, actions, params, num_resets)
 
+    class Costly(Recorded):
+        costly_reset = True
+
     policy = lambda obs, key: jax.random.randint(key, (obs.shape[0],), 0, 2)
-    batched = episode_returns(Recorded(), params, policy, jax.random.key(3), 32)
-    per_env = episode_returns(GymnaxWrapper(env), params, policy, jax.random.key(3), 32)
+    per_env = episode_returns(Recorded(), params, policy, jax.random.key(3), 32)
+    assert calls == []
+    batched = episode_returns(Costly(), params, policy, jax.random.key(3), 32)
+    assert calls == [1]
+    wrapped = episode_returns(GymnaxWrapper(Costly()), params, policy, jax.random.key(3), 32)
     assert calls == [1]
     np.testing.assert_array_equal(batched, per_env)
+    np.testing.assert_array_equal(wrapped, per_env)
     assert len(np.unique(np.asarray(batched))) > 1  # episodes of several lengths
