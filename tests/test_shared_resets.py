@@ -116,3 +116,26 @@ def test_evaluation_of_a_costly_reset_draws_one_fresh_episode_per_step_and_score
     np.testing.assert_array_equal(batched, per_env)
     np.testing.assert_array_equal(wrapped, per_env)
     assert len(np.unique(np.asarray(batched))) > 1  # episodes of several lengths
+
+
+@pytest.mark.parametrize("algo, options", [
+    ("reinforce", dict(num_envs=8, num_steps=64, total_timesteps=8 * 64 * 2)),
+    ("grpo", dict(num_groups=4, group_size=2, max_steps=64, total_timesteps=8 * 64 * 2)),
+])
+def test_first_episode_algorithms_share_a_costly_reset_and_learn_the_same(algo, options):
+    """REINFORCE and GRPO mask every step after an environment's first episode, so for an
+    environment whose reset is costly their rollouts draw one fresh episode per step."""
+    env, params = envs.make("CartPole-v1")
+
+    class Costly(type(env)):
+        costly_reset = True
+
+    plain = jaxpg.make_trainer(algo, env, params, **options)
+    shared = jaxpg.make_trainer(algo, Costly(), params, **options)
+    assert plain.resets_per_step is None and shared.resets_per_step == 1
+    _, plain_metrics = plain.train(jax.random.key(0))
+    _, shared_metrics = shared.train(jax.random.key(0))
+    for name in ("episode_return", "loss"):
+        np.testing.assert_allclose(shared_metrics[name], plain_metrics[name], rtol=1e-5, atol=1e-6)
+    ppo = jaxpg.make_trainer("ppo", Costly(), params, num_envs=8, num_steps=16)
+    assert ppo.resets_per_step is None  # PPO's later episodes count: sharing stays its option

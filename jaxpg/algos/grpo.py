@@ -137,6 +137,8 @@ class GRPO(Trainer):
     policy parameters (e.g. an SFT policy); the reference is the initial policy, whichever it is.
     """
 
+    first_episodes_only = True
+
     algo = "grpo"
     Config = GRPOConfig
     inherited_extra = ("reference", "reference_obs_stats")

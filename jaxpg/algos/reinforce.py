@@ -108,6 +108,8 @@ class Reinforce(Trainer):
     KL penalty. None starts from a fresh initialisation, which is then the reference.
     """
 
+    first_episodes_only = True
+
     algo = "reinforce"
     Config = ReinforceConfig
     inherited_extra = ("baseline_total", "baseline_weight", "reference", "reference_obs_stats")

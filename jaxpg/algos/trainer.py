@@ -94,6 +94,9 @@ class Trainer:
     `_iteration(state, env_params) -> (state, metrics)`: one rollout and one update.
     """
 
+    # REINFORCE and GRPO mask every step after an environment's first episode ends.
+    first_episodes_only: bool = False
+
     algo = "base"
     Config = Config
     # The fields of `TrainState.extra` that belong with the learned state (statistics the
@@ -140,6 +143,11 @@ class Trainer:
         self.train_env = env if config.max_episode_steps is None else TimeLimit(env, config.max_episode_steps)
         self.resets_per_step = getattr(config, "resets_per_step", None)
         self._check_resets_per_step(config)
+        # An algorithm that keeps only each environment's first episode never uses what a reset
+        # brings: for an environment whose reset is costly (Craftax builds a world) one per step
+        # serves the batch, as in evaluation (`envs.episodes`).
+        if self.first_episodes_only and getattr(type(self.train_env), "costly_reset", False):
+            self.resets_per_step = 1
         self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
         if config.policy == "linear" and self.head.kind == "categorical":
             raise ValueError(
