@@ -11,9 +11,9 @@ switches a subclass sets as class attributes:
   also terminate, for environments whose termination is drawn in `step_env` and so cannot be
   known to `is_truncated`.
 - `costly_reset`: True for an environment whose reset costs far more than its step (Craftax
-  builds a world). Evaluation, which counts only first episodes, then steps it with
-  `step_batch(num_resets=1)` (`envs.episodes`) rather than computing a reset in every
-  environment at every step. It stays False elsewhere because the batch step is another XLA
+  builds a world). Whatever counts only first episodes (evaluation in `envs.episodes`, and
+  jaxpg's REINFORCE and GRPO rollouts) then steps it with `step_batch(num_resets=1)` rather than
+  computing a reset in every environment at every step. It stays False elsewhere because the batch step is another XLA
   program, which may round differently from `vmap(step)`: a sweep's row and the same setting
   trained alone would no longer be sure to report the same evaluation.
 

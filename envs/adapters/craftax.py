@@ -21,7 +21,7 @@ NO_LIMIT = jnp.iinfo(jnp.int32).max
 
 class CraftaxEnv(SuiteEnv):
     suite_name = "craftax"
-    costly_reset = True  # a world generated per reset: evaluation shares one per step
+    costly_reset = True  # a world generated per reset: what counts only first episodes shares one per step
 
     def reset_env(self, key, params):
         obs, suite_state = self.suite_env.reset_env(key, params.suite)
