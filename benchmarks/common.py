@@ -263,12 +263,13 @@ def evaluate_seeds(trainer, states, key, num_episodes: int) -> np.ndarray:
     return np.asarray(fn(states, jax.random.split(key, seeds))).mean(axis=1)
 
 
-def evaluate_params(env, env_params, act, params, key, num_episodes: int) -> np.ndarray:
+def evaluate_params(env, env_params, act, params, key, num_episodes: int, sampled: bool = False) -> np.ndarray:
     """As `evaluate_seeds` for a peer's policy: `act(params, obs) -> actions` over `params` with a
-    leading seed axis, on the same episode loop and keys as `jaxpg.evaluate`."""
+    leading seed axis, on the same episode loop and keys as `jaxpg.evaluate`; with `sampled`,
+    `act(params, obs, key)` draws its actions."""
     seeds = jax.tree.leaves(params)[0].shape[0]
-    fn = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
-        env, env_params, lambda obs, _: act(p, obs), k, num_episodes)))
+    policy = (lambda p: lambda obs, k: act(p, obs, k)) if sampled else (lambda p: lambda obs, _: act(p, obs))
+    fn = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(env, env_params, policy(p), k, num_episodes)))
     return np.asarray(fn(params, jax.random.split(key, seeds))).mean(axis=1)
 
 

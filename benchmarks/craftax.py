@@ -35,7 +35,6 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 
 import envs
 import jaxpg
@@ -73,14 +72,6 @@ def load_baseline(checkout: Path):
     return importlib.import_module("ppo"), importlib.import_module("models.actor_critic").ActorCritic
 
 
-def sampled_returns(env, env_params, sample, params, key, num_episodes: int) -> np.ndarray:
-    """`(S,)` mean return of `sample(params_i, obs, key) -> actions` over `params`' S seeds."""
-    seeds = jax.tree.leaves(params)[0].shape[0]
-    fn = jax.jit(jax.vmap(lambda p, k: jaxpg.episode_returns(
-        env, env_params, lambda obs, act_key: sample(p, obs, act_key), k, num_episodes)))
-    return np.asarray(fn(params, jax.random.split(key, seeds))).mean(axis=1)
-
-
 def compare(seeds: int, iterations: int, rounds: int, checkout: Path | None) -> list[dict]:
     total = iterations * CONFIG["NUM_ENVS"] * CONFIG["NUM_STEPS"]
     env, env_params = envs.make(f"craftax:{ENV_ID}")
@@ -95,17 +86,16 @@ def compare(seeds: int, iterations: int, rounds: int, checkout: Path | None) -> 
     print(f"  {seeds} seed(s) x {total:,} env steps:", flush=True)
     timing = common.compile_then_alternate(contenders, keys, rounds)
 
-    def jaxpg_sample(trainer):
-        return lambda state, obs, key: trainer.act(state, obs, key)
-
     eval_key = jax.random.key(1)
-    returns = {name: sampled_returns(env, env_params, jaxpg_sample(trainer), timing["last"][name][0], eval_key, 32)
+    returns = {name: common.evaluate_params(env, env_params, trainer.act, timing["last"][name][0], eval_key, 32,
+                                            sampled=True)
                for name, trainer in (("jaxpg", shared), ("jaxpg (own resets)", own))}
     if checkout is not None:
         network = actor_critic(env.action_space(env_params).n, LAYER)
         peer_params = timing["last"]["craftax_baselines"]["runner_state"][0].params
-        returns["craftax_baselines"] = sampled_returns(
-            env, env_params, lambda p, obs, key: network.apply(p, obs)[0].sample(seed=key), peer_params, eval_key, 32)
+        returns["craftax_baselines"] = common.evaluate_params(
+            env, env_params, lambda p, obs, key: network.apply(p, obs)[0].sample(seed=key), peer_params, eval_key, 32,
+            sampled=True)
     rows = []
     for name in contenders:
         peer_s = timing["steady_s"].get("craftax_baselines")

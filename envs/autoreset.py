@@ -30,6 +30,14 @@ import jax.numpy as jnp
 from envs.gymnax_api import environment
 
 
+def declared(env, name: str, default=None):
+    """The class attribute `name` of `env` (`costly_reset`, `step_batch`), or `default`.
+
+    The class is asked, not the instance: gymnax's wrappers pass unknown attributes through to
+    the environment they wrap, whose batch step would skip the wrapper."""
+    return getattr(type(env), name, default)
+
+
 class AutoResetEnv(environment.Environment[environment.TEnvState, environment.TEnvParams]):
     """gymnax's `Environment` with `envs`' shared auto-reset `step` (see the module docstring)."""
 

@@ -5,6 +5,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from envs.autoreset import declared
+
 
 def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: int | None = None, carry=None):
     """Undiscounted returns of `num_episodes` fresh episodes under `policy` (first episodes only).
@@ -37,13 +39,13 @@ def episode_returns(env, env_params, policy, key, num_episodes: int, max_steps: 
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
         jax.random.split(reset_key, num_episodes), env_params
     )
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     # Only first episodes count, so what a reset brings never counts: an environment whose reset
     # is costly (`AutoResetEnv.costly_reset`: Craftax builds a world) draws one fresh episode per
-    # step for all instead of one per environment. The class is asked, not the instance: gymnax's
-    # wrappers pass attributes through to the environment they wrap, whose batch step would skip them.
-    if getattr(type(env), "costly_reset", False):
+    # step for all instead of one per environment.
+    if declared(env, "costly_reset", False):
         step = functools.partial(env.step_batch, num_resets=1)
+    else:
+        step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     def one_step(state, step_key):
         env_state, obs, total, running, policy_carry = state

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from envs.autoreset import declared
 from envs.wrappers import TimeLimit
 from jaxpg.algos.config import Config
 from jaxpg.core import compile_options, observations, threefry_cpu
@@ -146,7 +147,7 @@ class Trainer:
         # An algorithm that keeps only each environment's first episode never uses what a reset
         # brings: for an environment whose reset is costly (Craftax builds a world) one per step
         # serves the batch, as in evaluation (`envs.episodes`).
-        if self.first_episodes_only and getattr(type(self.train_env), "costly_reset", False):
+        if self.first_episodes_only and declared(self.train_env, "costly_reset", False):
             self.resets_per_step = 1
         self.head = make_action_head(env.action_space(env_params), config.distribution, config.init_std)
         if config.policy == "linear" and self.head.kind == "categorical":
@@ -209,9 +210,7 @@ class Trainer:
         if resets > config.num_envs:
             raise ValueError(f"resets_per_step={resets} must be at most num_envs={config.num_envs}; accepted: "
                              f"1 to {config.num_envs}, or None")
-        # The class, not the instance: gymnax's wrappers pass unknown attributes through to the
-        # environment they wrap, whose step_batch would then skip the wrapper.
-        if not callable(getattr(type(self.train_env), "step_batch", None)):
+        if not callable(declared(self.train_env, "step_batch")):
             made_by = ("the trainer's TimeLimit (max_episode_steps) has none" if config.max_episode_steps is not None
                        else f"{type(self.env).__name__} has none")
             raise ValueError(
