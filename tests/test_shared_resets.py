@@ -139,3 +139,14 @@ def test_first_episode_algorithms_share_a_costly_reset_and_learn_the_same(algo, 
         np.testing.assert_allclose(shared_metrics[name], plain_metrics[name], rtol=1e-5, atol=1e-6)
     ppo = jaxpg.make_trainer("ppo", Costly(), params, num_envs=8, num_steps=16)
     assert ppo.resets_per_step is None  # PPO's later episodes count: sharing stays its option
+
+
+@pytest.mark.integration
+def test_a_run_with_shared_resets_is_two_chunks_to_the_bit():
+    """The batch step lives inside the rollout, so chunks compose as they do without it."""
+    from test_fit import assert_train_is_two_chunks
+
+    env, params = envs.make("CartPole-v1")
+    trainer = jaxpg.make_trainer("ppo", env, params, num_envs=8, num_steps=16, total_timesteps=8 * 16 * 8,
+                                 hidden_sizes=(16,), resets_per_step=1)
+    assert_train_is_two_chunks(trainer, jax.random.key(1))
